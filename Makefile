@@ -1,0 +1,35 @@
+# Two entry points, each doing all set-up on a fresh Debian machine:
+#   make demo   -- venv, package, data, then the main job on the embedded default
+#   make test   -- the same set-up, then the test suite
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= dev,data,hf
+STAMP := $(VENV)/.installed-$(EXTRAS)
+
+.PHONY: demo test setup data lint clean
+
+demo: setup data
+	$(VENV)/bin/sparsetorch demo
+
+test: setup data
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+setup: $(STAMP)
+
+# torch==2.13.0 goes in first, alone, so that nothing later makes pip pull a CUDA build.
+$(STAMP): pyproject.toml scripts/bootstrap.sh
+	bash scripts/bootstrap.sh "$(VENV)"
+	$(VENV)/bin/pip install -q --disable-pip-version-check torch==2.13.0
+	$(VENV)/bin/pip install -q --disable-pip-version-check -e ".[$(EXTRAS)]"
+	touch $@
+
+data:
+	bash scripts/provision-data.sh "$(PY)"
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache build src/*.egg-info

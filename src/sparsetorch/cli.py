@@ -1,0 +1,142 @@
+"""The `sparsetorch` command line: thin, every command calls the public API."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(
+    help="sparsetorch: sparse neural computation for PyTorch — prune, report, list methods and papers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+papers_app = typer.Typer(help="The seed papers: list them, see their status.", no_args_is_help=True)
+models_app = typer.Typer(help="Reference models: train and cache them.", no_args_is_help=True)
+app.add_typer(papers_app, name="papers")
+app.add_typer(models_app, name="models")
+console = Console()
+
+
+class Kind(str, Enum):
+    methods = "methods"
+    models = "models"
+    datasets = "datasets"
+    papers = "papers"
+
+
+def _names_table(title: str, rows: list[tuple[str, ...]], columns: tuple[str, ...]) -> Table:
+    table = Table(title=title, header_style="bold")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+@app.command("ls")
+def ls(
+    kind: Annotated[Kind, typer.Argument(help="What to list.")],
+    pattern: Annotated[str, typer.Option("--pattern", "-p", help="Glob on names, e.g. 'rig*'.")] = "*",
+) -> None:
+    """List registered methods, models, datasets or papers."""
+    if kind is Kind.methods:
+        from sparsetorch.methods import REGISTRIES, list_methods
+
+        list_methods()  # loads the registries
+        rows = [
+            (name, k, cls.paper or "-")
+            for k, registry in REGISTRIES.items()
+            for name, cls in registry.items()
+            if name in list_methods(pattern)
+        ]
+        console.print(_names_table("methods", rows, ("name", "kind", "paper")))
+    elif kind is Kind.models:
+        from sparsetorch.models import MODELS
+
+        rows = [(name, spec.description) for name, spec in MODELS.items() if name in MODELS.list(pattern)]
+        console.print(_names_table("models", rows, ("name", "description")))
+    elif kind is Kind.datasets:
+        from sparsetorch.data import DATASETS
+
+        rows = [(n, d.description, d.source) for n, d in DATASETS.items() if n in DATASETS.list(pattern)]
+        console.print(_names_table("datasets", rows, ("name", "description", "how to obtain")))
+    else:
+        papers_list(pattern=pattern, axis=None)
+
+
+@papers_app.command("list")
+def papers_list(
+    pattern: Annotated[str, typer.Option("--pattern", "-p", help="Glob on paper keys.")] = "*",
+    axis: Annotated[str | None, typer.Option(help="Only papers of this axis (connections, routes ...).")] = None,
+) -> None:
+    """The table of seed papers with each one's status (planned / implemented / reproduced)."""
+    from sparsetorch.papers import list_papers, papers_table
+
+    papers = list_papers(pattern, axis=axis)
+    console.print(papers_table(papers))
+    counts = {s: sum(p.status == s for p in papers) for s in ("planned", "implemented", "reproduced")}
+    console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
+
+
+@app.command("report")
+def report_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="A sparsetorch safetensors checkpoint (from `save`).")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Per-layer sparsity, nonzeros, bytes and theoretical speedup of a saved sparse model."""
+    from sparsetorch import load, report
+
+    try:
+        model = load(checkpoint)
+    except (FileNotFoundError, ValueError, KeyError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    result = report(model)
+    if json_out:
+        typer.echo(result.to_json(indent=2))
+    else:
+        console.print(result.table(title=str(checkpoint)))
+
+
+@models_app.command("train")
+def models_train(
+    name: Annotated[str, typer.Argument(help="A reference model with a training recipe, e.g. lenet-300-100.")],
+    force: Annotated[bool, typer.Option(help="Retrain even if a cached copy exists.")] = False,
+) -> None:
+    """Train a reference model by its seeded recipe and cache it as safetensors."""
+    from sparsetorch.models.pretrained import pretrained, pretrained_metrics
+
+    pretrained(name, retrain=force)
+    console.print(f"{name}: {pretrained_metrics(name)}")
+
+
+@app.command("demo")
+def demo(
+    sparsities: Annotated[
+        str, typer.Option(help="Comma-separated target sparsities for magnitude pruning.")
+    ] = "0.5,0.8,0.9",
+    distribution: Annotated[str, typer.Option(help="Layer budgets: uniform, erk or global.")] = "uniform",
+) -> None:
+    """Train (once, cached) LeNet-300-100 on Fashion-MNIST, prune by magnitude, report accuracy and sparsity."""
+    from sparsetorch.demo import run_demo
+
+    try:
+        levels = [float(s) for s in sparsities.split(",") if s.strip()]
+    except ValueError:
+        console.print(f"[red]error:[/red] --sparsities must be numbers like 0.5,0.9, got {sparsities!r}")
+        raise typer.Exit(2) from None
+    run_demo(levels, distribution=distribution, console=console)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,351 @@
+"""Masks as `torch.nn.utils.parametrize` parametrizations: attach, read, squash, save, load.
+
+A masked weight stays a plain `nn.Module` parameter: `module.weight` is computed as
+`where(mask, original, 0)`, so the original's gradient is zero where the mask is off and masked
+weights stay zero whatever the optimizer does (weight decay included). The mask is a bool buffer
+of the parametrization, so it saves and loads with `state_dict()`.
+
+Parameters are named by their FQN as `named_parameters()` gives them *before* masking
+(`"0.weight"`, `"encoder.layer.3.intermediate.dense.weight"`), whether or not a mask is attached.
+
+Checkpoints are safetensors files: plain tensors under their FQNs, masks under `"__mask__/" + fqn`,
+and a JSON header (format, version, patterns, model name and config). Loading never unpickles.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from sparsetorch.patterns import Pattern, Unstructured, parse_pattern
+
+FORMAT = "sparsetorch"
+FORMAT_VERSION = "1"
+MASK_PREFIX = "__mask__/"
+
+PRUNABLE = (nn.Linear, nn.modules.conv._ConvNd)
+# Final classifiers / heads never pruned by default (matched against module FQNs).
+HEAD_GLOBS = ("lm_head", "*.lm_head", "classifier", "*.classifier", "*classifier.*", "*pooler*", "score")
+
+
+class Mask(nn.Module):
+    """Parametrization `w -> where(mask, w, 0)` with the mask as a bool buffer.
+
+    Args:
+        mask: bool tensor of the weight's shape (True = kept).
+        pattern: the pattern the mask was made under, kept for reports and checkpoints.
+    """
+
+    def __init__(self, mask: Tensor, pattern: Pattern | str = "unstructured") -> None:
+        super().__init__()
+        self.register_buffer("mask", mask.detach().to(torch.bool).clone())
+        self.pattern = parse_pattern(pattern)
+
+    def forward(self, weight: Tensor) -> Tensor:
+        return torch.where(self.mask, weight, weight.new_zeros(()))
+
+    def extra_repr(self) -> str:
+        return f"pattern={self.pattern}, sparsity={1 - self.mask.float().mean().item():.4f}"
+
+
+# --- naming -----------------------------------------------------------------------------------
+
+
+def named_weights(model: nn.Module) -> Iterator[tuple[str, nn.Module, str]]:
+    """(fqn, owning module, tensor name) for every parameter, masked or not, under its plain FQN."""
+    for mod_fqn, module in model.named_modules():
+        if isinstance(module, parametrize.ParametrizationList) or ".parametrizations." in f".{mod_fqn}.":
+            continue
+        names = list(module._parameters)
+        if parametrize.is_parametrized(module):
+            names += list(module.parametrizations.keys())
+        for name in names:
+            if module._parameters.get(name, True) is None:
+                continue
+            yield (f"{mod_fqn}.{name}" if mod_fqn else name), module, name
+
+
+def _mask_of(module: nn.Module, name: str) -> Mask | None:
+    if not parametrize.is_parametrized(module, name):
+        return None
+    return next((p for p in module.parametrizations[name] if isinstance(p, Mask)), None)
+
+
+def head_fqns(model: nn.Module) -> set[str]:
+    """Module FQNs of the final classifier / LM head, excluded from default targets.
+
+    A model may declare `classifier_fqn`; otherwise modules named like a head (`lm_head`,
+    `classifier`, `pooler`, `score`) count, and if none does, the last prunable module.
+    """
+    declared = getattr(model, "classifier_fqn", None)
+    if declared:
+        return {declared} if isinstance(declared, str) else set(declared)
+    modules = [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE)]
+    named = {n for n, _ in modules if any(fnmatch.fnmatchcase(n, g) for g in HEAD_GLOBS)}
+    if named or not modules:
+        return named
+    return {modules[-1][0]}
+
+
+def _as_globs(globs: str | Iterable[str] | None) -> list[str]:
+    if globs is None:
+        return []
+    return [globs] if isinstance(globs, str) else list(globs)
+
+
+def _matches(fqn: str, globs: list[str], *, module_selects: str | None = None) -> bool:
+    """`fqn` matches a glob, or its module does (and the tensor is named `module_selects`, if set)."""
+    module_fqn, _, name = fqn.rpartition(".")
+    by_module = module_selects is None or name == module_selects
+    return any(fnmatch.fnmatchcase(fqn, g) or (by_module and fnmatch.fnmatchcase(module_fqn, g)) for g in globs)
+
+
+def resolve_targets(
+    model: nn.Module,
+    targets: str | Iterable[str] | None = None,
+    ignore: str | Iterable[str] | None = None,
+) -> list[str]:
+    """Parameter FQNs selected by `targets` globs minus `ignore` globs.
+
+    A glob matches a parameter FQN (`"*.weight"`) or a module FQN (`"encoder.*.dense"`), which
+    selects that module's weight (and, in `ignore`, all of its parameters).
+    By default: the weights of Linear and Conv modules, never embeddings, norms, biases or the
+    final classifier / LM head.
+
+    Raises:
+        ValueError: explicit targets that match nothing.
+    """
+    wanted, skipped = _as_globs(targets), _as_globs(ignore)
+    if wanted:
+        found = [fqn for fqn, _, _ in named_weights(model) if _matches(fqn, wanted, module_selects="weight")]
+        if not found:
+            raise ValueError(f"targets {wanted} match no parameter of {type(model).__name__}")
+    else:
+        heads = head_fqns(model)
+        found = [
+            fqn
+            for fqn, module, name in named_weights(model)
+            if name == "weight" and isinstance(module, PRUNABLE) and fqn.rpartition(".")[0] not in heads
+        ]
+    return [fqn for fqn in found if not _matches(fqn, skipped)]
+
+
+def _lookup(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
+    return {fqn: (module, name) for fqn, module, name in named_weights(model)}
+
+
+# --- attach / read / squash -------------------------------------------------------------------
+
+
+def attach(
+    model: nn.Module,
+    masks: dict[str, Tensor],
+    *,
+    patterns: dict[str, Pattern | str] | None = None,
+) -> nn.Module:
+    """Attach (or update) bool masks on the parameters named by `masks`' FQN keys.
+
+    Every mask is checked before any is attached, so on error the model is unchanged. The
+    original weight is zeroed where the mask is off, so that the stored tensor equals the
+    effective one and later growth starts from zero.
+
+    Raises:
+        KeyError: an FQN that names no parameter.
+        ValueError: a mask of the wrong shape or with non-boolean values.
+    """
+    lookup = _lookup(model)
+    patterns = {k: parse_pattern(v) for k, v in (patterns or {}).items()}
+    prepared: list[tuple[nn.Module, str, Tensor, Pattern]] = []
+    for fqn, mask in masks.items():
+        if fqn not in lookup:
+            raise KeyError(f"no parameter {fqn!r} in {type(model).__name__}")
+        module, name = lookup[fqn]
+        weight = getattr(module, name)
+        if tuple(mask.shape) != tuple(weight.shape):
+            raise ValueError(f"mask for {fqn!r} has shape {tuple(mask.shape)}, weight has {tuple(weight.shape)}")
+        if mask.dtype != torch.bool:
+            if not ((mask == 0) | (mask == 1)).all():
+                raise ValueError(f"mask for {fqn!r} must be boolean (or 0/1), got other values")
+            mask = mask.to(torch.bool)
+        existing = _mask_of(module, name)
+        pattern = patterns.get(fqn, existing.pattern if existing else Unstructured())
+        prepared.append((module, name, mask.to(weight.device), pattern))
+
+    for module, name, mask, pattern in prepared:
+        existing = _mask_of(module, name)
+        if existing is None:
+            parametrize.register_parametrization(module, name, Mask(mask, pattern), unsafe=True)
+        else:
+            existing.mask.copy_(mask)
+            existing.pattern = pattern
+        with torch.no_grad():
+            original = module.parametrizations[name].original
+            original.masked_fill_(~mask, 0.0)
+    return model
+
+
+def masks(model: nn.Module) -> dict[str, Tensor]:
+    """The attached masks, `{parameter FQN: bool mask}` (the buffers themselves, not copies)."""
+    out = {}
+    for fqn, module, name in named_weights(model):
+        mask = _mask_of(module, name)
+        if mask is not None:
+            out[fqn] = mask.mask
+    return out
+
+
+def patterns_of(model: nn.Module) -> dict[str, Pattern]:
+    """The pattern recorded with each attached mask, `{parameter FQN: pattern}`."""
+    out = {}
+    for fqn, module, name in named_weights(model):
+        mask = _mask_of(module, name)
+        if mask is not None:
+            out[fqn] = mask.pattern
+    return out
+
+
+def squash(model: nn.Module) -> nn.Module:
+    """Bake masks into the weights and remove the parametrizations: a plain dense model again."""
+    for _, module, name in list(named_weights(model)):
+        if _mask_of(module, name) is not None:
+            parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    return model
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+
+def _plain_state(model: nn.Module) -> dict[str, Tensor]:
+    """state_dict under plain FQNs: parametrized weights as their (masked) original tensor."""
+    state = {}
+    for key, value in model.state_dict().items():
+        if ".parametrizations." in f".{key}":
+            owner, _, rest = key.partition("parametrizations.")
+            name, _, leaf = rest.partition(".")
+            if leaf != "original":
+                continue  # mask buffers are written separately
+            key = f"{owner}{name}"
+        state[key] = value
+    return state
+
+
+def save(model: nn.Module, path: str | os.PathLike, *, metadata: dict[str, str] | None = None) -> Path:
+    """Write `model` (weights, buffers and masks) to a safetensors file, atomically."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in _plain_state(model).items()}
+    for fqn, mask in masks(model).items():
+        tensors[MASK_PREFIX + fqn] = mask.detach().contiguous().cpu()
+    spec = getattr(model, "sparsetorch_spec", None) or {}
+    header = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "patterns": json.dumps({k: str(v) for k, v in patterns_of(model).items()}),
+        "model": str(spec.get("name", "")),
+        "model_config": json.dumps(spec.get("config", {})),
+        **(metadata or {}),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Write to a temporary file and rename, so an interrupted save never leaves a partial file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=header)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Read a safetensors file into (tensors, metadata) with clear errors; never unpickles.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is truncated, corrupt, or not a sparsetorch checkpoint.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iterator)
+    except (SafetensorError, OSError, RuntimeError, ValueError) as err:
+        raise ValueError(f"checkpoint {str(path)!r} is corrupt, truncated or not a safetensors file: {err}") from err
+    if metadata.get("format") != FORMAT:
+        raise ValueError(f"checkpoint {str(path)!r} is not a sparsetorch checkpoint (no 'format: {FORMAT}' header)")
+    if metadata.get("version") != FORMAT_VERSION:
+        raise ValueError(f"checkpoint {str(path)!r} has format version {metadata.get('version')!r}, expected 1")
+    return tensors, metadata
+
+
+def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
+    """Load a checkpoint written by `save` into `model`, attaching its masks.
+
+    With `model=None` the model is rebuilt from the checkpoint's header when it names a
+    registered model (`sparsetorch.create_model`). Everything is checked before the model is
+    touched, so a bad file leaves it unchanged.
+
+    Raises:
+        ValueError: corrupt file, missing/unexpected tensors, shape mismatches, non-bool masks.
+    """
+    tensors, metadata = read_checkpoint(path)
+    if model is None:
+        if not metadata.get("model"):
+            raise ValueError(f"checkpoint {str(path)!r} names no registered model: pass model=...")
+        from sparsetorch.models import create_model
+
+        model = create_model(metadata["model"], **json.loads(metadata.get("model_config") or "{}"))
+    try:
+        pattern_map = json.loads(metadata.get("patterns") or "{}")
+    except json.JSONDecodeError as err:
+        raise ValueError(f"checkpoint {str(path)!r} has a corrupt 'patterns' header: {err}") from err
+
+    mask_tensors = {k[len(MASK_PREFIX) :]: v for k, v in tensors.items() if k.startswith(MASK_PREFIX)}
+    plain = {k: v for k, v in tensors.items() if not k.startswith(MASK_PREFIX)}
+    expected = {k: v for k, v in _plain_state(model).items()}
+    missing, unexpected = sorted(set(expected) - set(plain)), sorted(set(plain) - set(expected))
+    if missing or unexpected:
+        raise ValueError(
+            f"checkpoint {str(path)!r} does not fit {type(model).__name__}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    for key, value in plain.items():
+        if value.shape != expected[key].shape:
+            raise ValueError(
+                f"checkpoint {str(path)!r}: {key!r} has shape {tuple(value.shape)}, "
+                f"model expects {tuple(expected[key].shape)}"
+            )
+    for fqn, mask in mask_tensors.items():
+        if mask.dtype != torch.bool:
+            raise ValueError(f"checkpoint {str(path)!r}: mask for {fqn!r} is {mask.dtype}, expected bool")
+        if fqn not in plain or mask.shape != plain[fqn].shape:
+            raise ValueError(f"checkpoint {str(path)!r}: mask for {fqn!r} matches no weight of its shape")
+
+    # Everything checked: now modify the model. Masks first (they reshape state_dict keys).
+    squash(model)
+    attach(model, mask_tensors, patterns={k: pattern_map.get(k, "unstructured") for k in mask_tensors})
+    lookup = _lookup(model)
+    with torch.no_grad():
+        for key, value in plain.items():
+            if key in lookup:
+                module, name = lookup[key]
+                target = module.parametrizations[name].original if _mask_of(module, name) else getattr(module, name)
+            else:  # a buffer
+                owner, _, name = key.rpartition(".")
+                target = model.get_submodule(owner).get_buffer(name) if owner else model.get_buffer(name)
+            target.copy_(value)
+    return model

@@ -1,0 +1,33 @@
+"""Random pruning: keep a uniformly random subset of each layer.
+
+Baseline of `random-pruning` (Liu et al. 2022, "The Unreasonable Effectiveness of Random
+Pruning"). Rule: score_ij ~ U(0, 1) i.i.d. from an explicit generator seeded by `seed`, drawn
+layer by layer in target order, so the same seed gives the same masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from sparsetorch.methods import MethodConfig
+from sparsetorch.pruning.base import PRUNERS, OneShotPruner
+
+
+@dataclass(frozen=True)
+class RandomConfig(MethodConfig):
+    seed: int = 0
+
+
+@PRUNERS.register("random")
+class Random(OneShotPruner):
+    """score ~ U(0, 1), independent of the weights."""
+
+    name = "random"
+    paper = "random-pruning"
+    Config = RandomConfig
+
+    def scores(self, weight: Tensor, *, fqn: str, generator: torch.Generator) -> Tensor:
+        return torch.rand(weight.shape, generator=generator)

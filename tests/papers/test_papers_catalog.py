@@ -1,0 +1,120 @@
+"""The catalog: all 53 papers of papers.md, their registry entry points and the docs table."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from sparsetorch.papers import (
+    PAPERS,
+    SCALES,
+    Axis,
+    get_paper,
+    list_papers,
+    papers_markdown,
+    papers_table,
+    run_paper,
+)
+
+REPO = Path(__file__).parents[2]
+PAPERS_MD = REPO.parent / "shared" / "papers.md"
+DOCS = REPO / "docs" / "papers.md"
+ROW = re.compile(r"^\| (\d+) \| `([^`]+)` \| (.+) \| ([A-Z][a-z]{2} \d{1,2}, \d{4}) \|$")
+
+
+def _papers_md_rows() -> dict[str, tuple[int, str, datetime.date]]:
+    rows = {}
+    for line in PAPERS_MD.read_text(encoding="utf-8").splitlines():
+        if m := ROW.match(line):
+            date = datetime.datetime.strptime(m.group(4), "%b %d, %Y").date()
+            rows[m.group(2)] = (int(m.group(1)), m.group(3), date)
+    return rows
+
+
+def test_exactly_53_papers_indexed_1_to_53() -> None:
+    assert len(PAPERS) == 53
+    assert [p.index for p in list_papers()] == list(range(1, 54))
+
+
+@pytest.mark.skipif(not PAPERS_MD.exists(), reason=f"{PAPERS_MD} not present")
+def test_catalog_matches_papers_md() -> None:
+    rows = _papers_md_rows()
+    assert len(rows) == 53
+    assert set(PAPERS.list()) == set(rows)
+    for key, (index, title, date) in rows.items():
+        paper = get_paper(key)
+        assert (paper.index, paper.title, paper.date) == (index, title, date), key
+
+
+@pytest.mark.parametrize("key", PAPERS.list())
+def test_every_paper_is_well_formed(key: str) -> None:
+    paper = get_paper(key)
+    assert paper.key == key
+    assert isinstance(paper.axis, Axis)
+    assert paper.claim.strip() and paper.claim.endswith(".") and "\n" not in paper.claim
+    assert paper.status == "planned" and paper.reproduce is None and paper.modules == ()
+
+
+def test_every_axis_is_used() -> None:
+    assert {p.axis for p in list_papers()} == set(Axis)
+
+
+def test_list_papers_filters() -> None:
+    assert [p.key for p in list_papers("spik*")] == ["spikingbrain", "spiking-delays"]
+    time = list_papers(axis="time")
+    assert time == list_papers(axis=Axis.TIME)
+    assert {p.axis for p in time} == {Axis.TIME}
+    assert [p.key for p in list_papers(axis=Axis.EXECUTION)] == ["flightllm"]
+    with pytest.raises(ValueError):
+        list_papers(axis="space")
+
+
+def test_run_paper_on_planned_paper_says_so() -> None:
+    with pytest.raises(
+        NotImplementedError, match=r"paper 'g2gnet' has no reproduction yet \(status: planned\)"
+    ):
+        run_paper("g2gnet", scale="tiny")
+
+
+def test_run_paper_validates_scale() -> None:
+    assert SCALES == ("tiny", "small", "full")
+    with pytest.raises(ValueError, match=r"unknown scale 'medium'.*'tiny', 'small', 'full'"):
+        run_paper("g2gnet", scale="medium")
+
+
+def test_unknown_key_suggests_close_keys() -> None:
+    with pytest.raises(KeyError, match="did you mean 'g2gnet'"):
+        get_paper("g2gnett")
+    with pytest.raises(KeyError, match="did you mean 'sr-ste'"):
+        run_paper("srste")
+
+
+def test_papers_table_renders() -> None:
+    console = Console(width=200, record=True)
+    console.print(papers_table())
+    text = console.export_text()
+    for header in ("#", "key", "axis", "status", "title"):
+        assert header in text
+    assert "routing-transformer" in text and "planned" in text
+    assert get_paper("elm-neuron").title not in text  # long titles are truncated
+    assert "The Expressive Leaky Memory Neuron: an Efficient and Expres…" in text
+    assert papers_table(list_papers(axis="execution")).row_count == 1
+
+
+def test_markdown_has_one_row_per_paper() -> None:
+    rows = [line for line in papers_markdown().splitlines() if re.match(r"^\| \d+ \| `", line)]
+    assert len(rows) == 53
+    assert all(line.count(" | ") == 5 for line in rows)
+
+
+def test_docs_papers_md_in_sync() -> None:
+    expected = papers_markdown()
+    actual = DOCS.read_text(encoding="utf-8") if DOCS.exists() else ""
+    assert actual == expected, (
+        f"{DOCS} is out of date with the paper registry; regenerate it from the repository root with: "
+        "PYTHONPATH=src python -m sparsetorch.papers > docs/papers.md"
+    )
