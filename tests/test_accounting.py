@@ -44,7 +44,9 @@ def test_storage_bytes_by_hand():
 
 
 def test_flops_with_example_input_linear_and_conv():
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 5 * 5, 10), nn.Linear(10, 2))
+    model = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * 5 * 5, 10), nn.Linear(10, 2)
+    )
     rep = st.report(model, torch.randn(2, 1, 5, 5))
     conv, fc = rep.layers
     assert conv.dense_flops == 2 * (1 * 9) * (2 * 4 * 5 * 5)

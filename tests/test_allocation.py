@@ -18,8 +18,10 @@ def pruned_total(shapes, per_layer):
 
 
 @settings(max_examples=50, deadline=None)
-@given(sparsity=st.floats(0.0, 0.99), dims=st.lists(st.tuples(st.integers(1, 40), st.integers(1, 40)),
-                                                       min_size=1, max_size=5))
+@given(
+    sparsity=st.floats(0.0, 0.99),
+    dims=st.lists(st.tuples(st.integers(1, 40), st.integers(1, 40)), min_size=1, max_size=5),
+)
 def test_uniform_and_erk_totals_are_exact(sparsity, dims):
     shapes = {f"l{i}": d for i, d in enumerate(dims)}
     total = sum(math.prod(d) for d in dims)

@@ -31,8 +31,10 @@ def mlp():
 def random_masks(model, sparsity=0.5, seed=0):
     g = torch.Generator().manual_seed(seed)
     params = dict(model.named_parameters())
-    return {f: select(torch.rand(params[f].shape, generator=g), "unstructured", sparsity)
-            for f in resolve_targets(model)}
+    return {
+        f: select(torch.rand(params[f].shape, generator=g), "unstructured", sparsity)
+        for f in resolve_targets(model)
+    }
 
 
 def test_default_targets_skip_embeddings_norms_biases_and_head():
@@ -42,8 +44,12 @@ def test_default_targets_skip_embeddings_norms_biases_and_head():
 
 def test_target_and_ignore_globs():
     net = Net()
-    assert resolve_targets(net, targets="encoder.*") == ["encoder.0.weight", "encoder.0.bias",
-                                                         "encoder.2.weight", "encoder.2.bias"]
+    assert resolve_targets(net, targets="encoder.*") == [
+        "encoder.0.weight",
+        "encoder.0.bias",
+        "encoder.2.weight",
+        "encoder.2.bias",
+    ]
     assert resolve_targets(net, targets=["classifier"], ignore="*.bias") == ["classifier.weight"]
     assert resolve_targets(net, ignore="conv") == ["encoder.0.weight", "encoder.2.weight"]
     with pytest.raises(ValueError, match="match no parameter"):
@@ -71,10 +77,13 @@ def test_attach_checks_everything_before_touching_the_model():
     assert all(torch.equal(reference[k], v) for k, v in model.state_dict().items())
 
 
-@pytest.mark.parametrize("make_opt", [
-    lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.1),
-    lambda p: torch.optim.AdamW(p, lr=0.1, weight_decay=0.1),
-])
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9, weight_decay=0.1),
+        lambda p: torch.optim.AdamW(p, lr=0.1, weight_decay=0.1),
+    ],
+)
 def test_masked_weights_stay_zero_after_optimizer_steps(make_opt):
     model = mlp()
     mask = random_masks(model)
@@ -150,6 +159,7 @@ def test_corrupt_checkpoints_raise_clear_errors_and_leave_model_unchanged(tmp_pa
         path.write_bytes(b"")
     else:
         from safetensors.torch import save_file
+
         save_file({"x": torch.ones(2)}, str(path))
     b = mlp()
     reference = {k: v.clone() for k, v in b.state_dict().items()}

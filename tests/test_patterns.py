@@ -12,8 +12,14 @@ from sparsetorch.patterns import NM, Block, Channel, Unstructured, n_pruned, par
 
 @pytest.mark.parametrize(
     ("text", "pattern"),
-    [("2:4", NM(2, 4)), ("unstructured", Unstructured()), ("block4x4", Block(4, 4)),
-     ("channel", Channel(0)), ("channel:1", Channel(1)), (" 1:8 ", NM(1, 8))],
+    [
+        ("2:4", NM(2, 4)),
+        ("unstructured", Unstructured()),
+        ("block4x4", Block(4, 4)),
+        ("channel", Channel(0)),
+        ("channel:1", Channel(1)),
+        (" 1:8 ", NM(1, 8)),
+    ],
 )
 def test_parse_pattern_round_trips(text, pattern):
     assert parse_pattern(text) == pattern
@@ -48,7 +54,7 @@ def test_nm_conv_groups_input_channels_per_position():
 
 
 def test_nm_rejects_a_different_sparsity():
-    with pytest.raises(ValueError, match="sparsity 0.5"):
+    with pytest.raises(ValueError, match=r"sparsity 0\.5"):
         select(torch.randn(4, 8), "2:4", 0.7)
 
 
@@ -118,8 +124,12 @@ def test_unstructured_density_is_exact_even_with_ties(shape, sparsity, seed, lev
 
 
 @settings(max_examples=40, deadline=None)
-@given(out=st.integers(1, 6), groups=st.integers(1, 5), nm=st.sampled_from([(1, 2), (2, 4), (1, 4), (2, 8)]),
-       seed=st.integers(0, 2**16))
+@given(
+    out=st.integers(1, 6),
+    groups=st.integers(1, 5),
+    nm=st.sampled_from([(1, 2), (2, 4), (1, 4), (2, 8)]),
+    seed=st.integers(0, 2**16),
+)
 def test_nm_invariant(out, groups, nm, seed):
     n, m = nm
     scores = torch.randint(0, 3, (out, groups * m), generator=torch.Generator().manual_seed(seed)).float()
@@ -128,8 +138,14 @@ def test_nm_invariant(out, groups, nm, seed):
 
 
 @settings(max_examples=40, deadline=None)
-@given(bh=st.integers(1, 3), bw=st.integers(1, 3), nh=st.integers(1, 4), nw=st.integers(1, 4),
-       sparsity=sparsities, seed=st.integers(0, 2**16))
+@given(
+    bh=st.integers(1, 3),
+    bw=st.integers(1, 3),
+    nh=st.integers(1, 4),
+    nw=st.integers(1, 4),
+    sparsity=sparsities,
+    seed=st.integers(0, 2**16),
+)
 def test_block_invariant(bh, bw, nh, nw, sparsity, seed):
     scores = torch.rand(bh * nh, bw * nw, generator=torch.Generator().manual_seed(seed))
     mask = select(scores, Block(bh, bw), sparsity)

@@ -120,32 +120,51 @@ class SparsityReport:
         return json.dumps(self.to_dict(), **kwargs)
 
     def table(self, title: str | None = None):
-        """A `rich.table.Table` with one row per layer and a total row."""
+        """A `rich.table.Table`: one row per layer, a total row, the speedup bounds as caption.
+
+        The pattern gets a column only when layers differ; otherwise it joins the title.
+        """
         from rich.table import Table
 
-        has_flops = self.dense_flops is not None
-        table = Table(title=title, show_footer=False, header_style="bold")
-        for name, justify in [("layer", "left"), ("shape", "left"), ("pattern", "left"), ("params", "right"),
-                              ("nonzeros", "right"), ("sparsity", "right"), ("bytes (best)", "right")]:
-            table.add_column(name, justify=justify)
-        if has_flops:
-            table.add_column("MFLOPs eff/dense", justify="right")
+        patterns = {r.pattern for r in self.layers}
+        if len(patterns) == 1 and title is None:
+            title = f"pattern: {patterns.pop()}"
+        show_pattern = len(patterns) > 1
+        columns = [
+            "layer",
+            "shape",
+            *(["pattern"] * show_pattern),
+            "params",
+            "nonzeros",
+            "sparsity",
+            "smallest",
+        ]
+        if self.dense_flops is not None:
+            columns.append("MFLOP eff/dense")
+        table = Table(title=title, header_style="bold")
+        for name in columns:
+            left = name in ("layer", "shape", "pattern")
+            table.add_column(name, justify="left" if left else "right", no_wrap=name == "layer")
+
+        def row(name: str, shape: str, pattern: str, records: list[LayerRecord]) -> list[str]:
+            params, nnz = sum(r.params for r in records), sum(r.nonzeros for r in records)
+            cells = [name, shape, *([pattern] * show_pattern), f"{params:,}", f"{nnz:,}"]
+            cells += [f"{1 - nnz / max(params, 1):.1%}", _fmt_bytes(sum(_best(r.bytes) for r in records))]
+            if self.dense_flops is not None:
+                dense, eff = (
+                    sum(r.dense_flops or 0 for r in records),
+                    sum(r.effective_flops or 0 for r in records),
+                )
+                cells.append(f"{eff / 1e6:.2f} / {dense / 1e6:.2f}")
+            return cells
+
         for r in self.layers:
-            row = [r.fqn, "x".join(map(str, r.shape)), r.pattern, f"{r.params:,}", f"{r.nonzeros:,}",
-                   f"{r.sparsity:.1%}", _fmt_bytes(r.bytes)]
-            if has_flops:
-                row.append(f"{(r.effective_flops or 0) / 1e6:.2f} / {(r.dense_flops or 0) / 1e6:.2f}")
-            table.add_row(*row)
-        total = ["total", "", "", f"{self.params:,}", f"{self.nonzeros:,}", f"{self.sparsity:.1%}",
-                 _fmt_bytes({k: v for k, v in self.bytes.items()}) if self.layers else ""]
-        if has_flops:
-            total.append(f"{(self.effective_flops or 0) / 1e6:.2f} / {(self.dense_flops or 0) / 1e6:.2f}")
+            table.add_row(*row(r.fqn, "x".join(map(str, r.shape)), r.pattern, [r]))
         table.add_section()
-        table.add_row(*total, style="bold")
-        speed = f"theoretical speedup: bytes {self.memory_speedup:.2f}x"
-        if has_flops:
-            speed += f", FLOPs {self.flop_speedup:.2f}x"
-        table.caption = speed
+        table.add_row(*row("total", "", "", self.layers), style="bold")
+        table.caption = f"theoretical speedup: bytes {self.memory_speedup:.2f}x"
+        if self.flop_speedup is not None:
+            table.caption += f", FLOPs {self.flop_speedup:.2f}x"
         return table
 
     def __rich__(self):
@@ -156,13 +175,11 @@ def _best(sizes: dict[str, int | None]) -> int:
     return min(v for v in sizes.values() if v is not None)
 
 
-def _fmt_bytes(sizes: dict[str, int | None]) -> str:
-    fmt = min((k for k, v in sizes.items() if v is not None), key=lambda k: sizes[k])
-    value = sizes[fmt] or 0
+def _fmt_bytes(value: int) -> str:
     for unit, scale in (("MB", 1e6), ("kB", 1e3)):
         if value >= scale:
-            return f"{value / scale:.2f} {unit} ({fmt})"
-    return f"{value} B ({fmt})"
+            return f"{value / scale:.1f} {unit}"
+    return f"{value} B"
 
 
 def storage_bytes(weight: Tensor, pattern: object = None) -> dict[str, int | None]:
@@ -233,7 +250,9 @@ def report(model: nn.Module, example_input: Any = None) -> SparsityReport:
         weight = weights[fqn].detach()
         nnz = int(torch.count_nonzero(weight))
         pattern = patterns.get(fqn)
-        label = str(pattern) if pattern is not None else ("dense" if nnz == weight.numel() else "unstructured")
+        label = (
+            str(pattern) if pattern is not None else ("dense" if nnz == weight.numel() else "unstructured")
+        )
         dense = flops.get(fqn)
         layers.append(
             LayerRecord(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -20,7 +21,8 @@ papers_app = typer.Typer(help="The seed papers: list them, see their status.", n
 models_app = typer.Typer(help="Reference models: train and cache them.", no_args_is_help=True)
 app.add_typer(papers_app, name="papers")
 app.add_typer(models_app, name="models")
-console = Console()
+# Pipes and CI logs get a wide console so FQNs stay whole; terminals keep their own width.
+console = Console(width=None if sys.stdout.isatty() else 140)
 
 
 class Kind(str, Enum):
@@ -59,7 +61,7 @@ def ls(
     elif kind is Kind.models:
         from sparsetorch.models import MODELS
 
-        rows = [(name, spec.description) for name, spec in MODELS.items() if name in MODELS.list(pattern)]
+        rows = [(name, spec.summary) for name, spec in MODELS.items() if name in MODELS.list(pattern)]
         console.print(_names_table("models", rows, ("name", "description")))
     elif kind is Kind.datasets:
         from sparsetorch.data import DATASETS
@@ -73,7 +75,9 @@ def ls(
 @papers_app.command("list")
 def papers_list(
     pattern: Annotated[str, typer.Option("--pattern", "-p", help="Glob on paper keys.")] = "*",
-    axis: Annotated[str | None, typer.Option(help="Only papers of this axis (connections, routes ...).")] = None,
+    axis: Annotated[
+        str | None, typer.Option(help="Only papers of this axis (connections, routes ...).")
+    ] = None,
 ) -> None:
     """The table of seed papers with each one's status (planned / implemented / reproduced)."""
     from sparsetorch.papers import list_papers, papers_table
@@ -106,13 +110,18 @@ def report_cmd(
 
 @models_app.command("train")
 def models_train(
-    name: Annotated[str, typer.Argument(help="A reference model with a training recipe, e.g. lenet-300-100.")],
+    name: Annotated[
+        str, typer.Argument(help="A reference model with a training recipe, e.g. lenet-300-100.")
+    ],
     force: Annotated[bool, typer.Option(help="Retrain even if a cached copy exists.")] = False,
 ) -> None:
     """Train a reference model by its seeded recipe and cache it as safetensors."""
-    from sparsetorch.models.pretrained import pretrained, pretrained_metrics
+    from sparsetorch.models.pretrained import pretrained, pretrained_metrics, train_reference
 
-    pretrained(name, retrain=force)
+    if force:
+        train_reference(name)
+    else:
+        pretrained(name)
     console.print(f"{name}: {pretrained_metrics(name)}")
 
 

@@ -37,7 +37,9 @@ def run_demo(
         rows.append((sparsity, classification_metrics(pruned, x, y)["accuracy"], rep))
         console.print(rep)
 
-    table = Table(title="LeNet-300-100 on Fashion-MNIST (test, 10,000 images): magnitude pruning, no retraining")
+    table = Table(
+        title="LeNet-300-100 on Fashion-MNIST (test, 10,000 images): magnitude pruning, no retraining"
+    )
     for name in ("target", "achieved sparsity", "nonzeros", "test accuracy", "Δ vs dense", "bytes speedup"):
         table.add_column(name, justify="right")
     for sparsity, acc, rep in rows:

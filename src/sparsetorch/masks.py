@@ -82,12 +82,13 @@ def _mask_of(module: nn.Module, name: str) -> Mask | None:
 def head_fqns(model: nn.Module) -> set[str]:
     """Module FQNs of the final classifier / LM head, excluded from default targets.
 
-    A model may declare `classifier_fqn`; otherwise modules named like a head (`lm_head`,
-    `classifier`, `pooler`, `score`) count, and if none does, the last prunable module.
+    A model may declare them: `classifier_fqn` (a module FQN, or None for a headless model) plus
+    `extra_exclude` (more module FQNs, e.g. a BERT pooler). Otherwise modules named like a head
+    (`lm_head`, `classifier`, `pooler`, `score`) count, and if none does, the last prunable module.
     """
-    declared = getattr(model, "classifier_fqn", None)
-    if declared:
-        return {declared} if isinstance(declared, str) else set(declared)
+    if hasattr(model, "classifier_fqn") or hasattr(model, "extra_exclude"):
+        declared = getattr(model, "classifier_fqn", None)
+        return {declared} - {None} | set(getattr(model, "extra_exclude", ()))
     modules = [(n, m) for n, m in model.named_modules() if isinstance(m, PRUNABLE)]
     named = {n for n, _ in modules if any(fnmatch.fnmatchcase(n, g) for g in HEAD_GLOBS)}
     if named or not modules:
@@ -105,7 +106,9 @@ def _matches(fqn: str, globs: list[str], *, module_selects: str | None = None) -
     """`fqn` matches a glob, or its module does (and the tensor is named `module_selects`, if set)."""
     module_fqn, _, name = fqn.rpartition(".")
     by_module = module_selects is None or name == module_selects
-    return any(fnmatch.fnmatchcase(fqn, g) or (by_module and fnmatch.fnmatchcase(module_fqn, g)) for g in globs)
+    return any(
+        fnmatch.fnmatchcase(fqn, g) or (by_module and fnmatch.fnmatchcase(module_fqn, g)) for g in globs
+    )
 
 
 def resolve_targets(
@@ -170,7 +173,9 @@ def attach(
         module, name = lookup[fqn]
         weight = getattr(module, name)
         if tuple(mask.shape) != tuple(weight.shape):
-            raise ValueError(f"mask for {fqn!r} has shape {tuple(mask.shape)}, weight has {tuple(weight.shape)}")
+            raise ValueError(
+                f"mask for {fqn!r} has shape {tuple(mask.shape)}, weight has {tuple(weight.shape)}"
+            )
         if mask.dtype != torch.bool:
             if not ((mask == 0) | (mask == 1)).all():
                 raise ValueError(f"mask for {fqn!r} must be boolean (or 0/1), got other values")
@@ -284,11 +289,17 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[st
             metadata = dict(f.metadata() or {})
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iterator)
     except (SafetensorError, OSError, RuntimeError, ValueError) as err:
-        raise ValueError(f"checkpoint {str(path)!r} is corrupt, truncated or not a safetensors file: {err}") from err
+        raise ValueError(
+            f"checkpoint {str(path)!r} is corrupt, truncated or not a safetensors file: {err}"
+        ) from err
     if metadata.get("format") != FORMAT:
-        raise ValueError(f"checkpoint {str(path)!r} is not a sparsetorch checkpoint (no 'format: {FORMAT}' header)")
+        raise ValueError(
+            f"checkpoint {str(path)!r} is not a sparsetorch checkpoint (no 'format: {FORMAT}' header)"
+        )
     if metadata.get("version") != FORMAT_VERSION:
-        raise ValueError(f"checkpoint {str(path)!r} has format version {metadata.get('version')!r}, expected 1")
+        raise ValueError(
+            f"checkpoint {str(path)!r} has format version {metadata.get('version')!r}, expected 1"
+        )
     return tensors, metadata
 
 
@@ -343,7 +354,11 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
         for key, value in plain.items():
             if key in lookup:
                 module, name = lookup[key]
-                target = module.parametrizations[name].original if _mask_of(module, name) else getattr(module, name)
+                target = (
+                    module.parametrizations[name].original
+                    if _mask_of(module, name)
+                    else getattr(module, name)
+                )
             else:  # a buffer
                 owner, _, name = key.rpartition(".")
                 target = model.get_submodule(owner).get_buffer(name) if owner else model.get_buffer(name)

@@ -212,7 +212,7 @@ def select(
 
 def _keep_top(rows: Tensor, sparsity: float) -> Tensor:
     """Per row of a 2-D tensor, keep all but the `n_pruned` lowest; ties keep the earlier element."""
-    n, size = rows.shape
+    size = rows.shape[1]
     drop = n_pruned(size, sparsity)
     keep = torch.ones_like(rows, dtype=torch.bool)
     if drop == 0:

@@ -9,8 +9,14 @@ from sparsetorch.patterns import n_pruned
 from sparsetorch.pruning import PRUNERS
 
 METHODS = PRUNERS.list()
-PATTERNS = [("unstructured", 0.7), ("2:4", 0.5), ("1:4", 0.75), ("block4x4", 0.5), ("channel", 0.25),
-            ("channel:1", 0.5)]
+PATTERNS = [
+    ("unstructured", 0.7),
+    ("2:4", 0.5),
+    ("1:4", 0.75),
+    ("block4x4", 0.5),
+    ("channel", 0.25),
+    ("channel:1", 0.5),
+]
 
 
 def net():

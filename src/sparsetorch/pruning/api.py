@@ -45,9 +45,8 @@ class PruneReport:
         }
 
     def __rich__(self):
-        return self.report.table(
-            title=f"{self.method} · {self.pattern} · {self.distribution} · target {self.target_sparsity:.0%}"
-        )
+        title = f"{self.method} · {self.pattern} · {self.distribution} · target {self.target_sparsity:.0%}"
+        return self.report.table(title=title)
 
 
 def prune(
@@ -88,7 +87,9 @@ def prune(
     if distribution not in allocation.ALLOCATIONS:
         allocation.ALLOCATIONS.get(distribution)  # raises with "did you mean"
     if distribution != "uniform" and not isinstance(pattern, Unstructured):
-        raise ValueError(f"distribution {distribution!r} applies to unstructured sparsity only, not {pattern}")
+        raise ValueError(
+            f"distribution {distribution!r} applies to unstructured sparsity only, not {pattern}"
+        )
 
     start = time.perf_counter()
     fqns = resolve_targets(model, targets, ignore)

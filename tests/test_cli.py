@@ -1,0 +1,81 @@
+"""The command line: help, listings, report of a saved checkpoint, errors, the demo end to end."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+import sparsetorch as st
+from sparsetorch.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    result = runner.invoke(app, list(args), catch_exceptions=False, terminal_width=200)
+    return result
+
+
+def test_help_lists_commands_and_every_flag_has_help():
+    out = subprocess.run(
+        [sys.executable, "-m", "sparsetorch.cli", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    for command in ("ls", "report", "papers", "models", "demo"):
+        assert command in out
+    for command in (["ls"], ["report"], ["demo"], ["papers", "list"], ["models", "train"]):
+        text = invoke(*command, "--help").output
+        assert "Usage" in text
+        options = [line for line in text.splitlines() if line.strip().startswith("│ --")]
+        assert all(len(line.split()) > 3 for line in options), options  # a flag and its help text
+
+
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("methods", "magnitude"),
+        ("models", "lenet-300-100"),
+        ("datasets", "fashion-mnist"),
+        ("papers", "sdr-dendrites"),
+    ],
+)
+def test_ls(kind, expected):
+    result = invoke("ls", kind)
+    assert result.exit_code == 0 and expected in result.output
+
+
+def test_ls_rejects_unknown_kind():
+    assert runner.invoke(app, ["ls", "gadgets"]).exit_code != 0
+
+
+def test_papers_list_counts_all_53():
+    result = invoke("papers", "list")
+    assert result.exit_code == 0 and "53 planned" in result.output.replace("0 implemented", "")
+
+
+def test_report_of_a_saved_checkpoint(tmp_path):
+    model = st.create_model("lenet-300-100", seed=0)
+    st.prune(model, "magnitude", pattern="2:4")
+    path = st.save(model, tmp_path / "lenet.safetensors")
+    table = invoke("report", str(path))
+    assert table.exit_code == 0 and "fc1.weight" in table.output and "2:4" in table.output
+    data = json.loads(invoke("report", str(path), "--json").output)
+    assert data["sparsity"] == 0.5
+    assert {r["fqn"] for r in data["layers"]} == {"fc1.weight", "fc2.weight"}
+
+
+def test_report_of_a_corrupt_checkpoint_fails_cleanly(tmp_path):
+    path = tmp_path / "bad.safetensors"
+    path.write_bytes(b"not a checkpoint")
+    result = runner.invoke(app, ["report", str(path)])
+    assert result.exit_code == 2 and "corrupt" in result.output
+
+
+@pytest.mark.data
+def test_demo_end_to_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARSETORCH_CACHE", str(tmp_path))
+    result = invoke("demo", "--sparsities", "0.5,0.9")
+    assert result.exit_code == 0, result.output
+    assert "LeNet-300-100" in result.output and "90.0%" in result.output
+    assert list((tmp_path / "models").glob("lenet-300-100-*.safetensors"))  # cached for the next run
