@@ -122,13 +122,11 @@ class SparsityReport:
     def table(self, title: str | None = None):
         """A `rich.table.Table`: one row per layer, a total row, the speedup bounds as caption.
 
-        The pattern gets a column only when layers differ; otherwise it joins the title.
+        The pattern gets a column only when layers differ; otherwise it joins the caption.
         """
         from rich.table import Table
 
-        patterns = {r.pattern for r in self.layers}
-        if len(patterns) == 1 and title is None:
-            title = f"pattern: {patterns.pop()}"
+        patterns = sorted({r.pattern for r in self.layers})
         show_pattern = len(patterns) > 1
         columns = [
             "layer",
@@ -162,9 +160,10 @@ class SparsityReport:
             table.add_row(*row(r.fqn, "x".join(map(str, r.shape)), r.pattern, [r]))
         table.add_section()
         table.add_row(*row("total", "", "", self.layers), style="bold")
-        table.caption = f"theoretical speedup: bytes {self.memory_speedup:.2f}x"
+        speed = f"theoretical speedup: bytes {self.memory_speedup:.2f}x"
         if self.flop_speedup is not None:
-            table.caption += f", FLOPs {self.flop_speedup:.2f}x"
+            speed += f", FLOPs {self.flop_speedup:.2f}x"
+        table.caption = speed if show_pattern or not patterns else f"pattern {patterns[0]} · {speed}"
         return table
 
     def __rich__(self):
