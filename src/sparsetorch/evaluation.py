@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -23,3 +25,53 @@ def classification_metrics(
         correct += (logits.argmax(-1) == yb).sum().item()
     model.train(was_training)
     return {"accuracy": correct / len(x), "loss": loss_sum / len(x)}
+
+
+@torch.inference_mode()
+def lm_perplexity(
+    model: nn.Module, ids: torch.Tensor, *, seq_len: int, batch_size: int = 16
+) -> dict[str, float]:
+    """Perplexity of a causal LM on non-overlapping windows of `ids` (the Wanda/SparseGPT protocol).
+
+    Returns `perplexity = exp(mean NLL)` and, for byte-level models, `bits_per_byte = NLL / ln 2`.
+    """
+    n = (len(ids) - 1) // seq_len
+    if n < 1:
+        raise ValueError(f"need more than {seq_len} tokens to evaluate, got {len(ids)}")
+    # (n * seq_len + 1,) -> inputs (n, seq_len) and next-token targets (n, seq_len)
+    x = ids[: n * seq_len].reshape(n, seq_len)
+    y = ids[1 : n * seq_len + 1].reshape(n, seq_len)
+    was_training = model.training
+    model.eval()
+    nll, count = 0.0, 0
+    for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
+        logits = model(xb)
+        nll += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="sum").item()
+        count += yb.numel()
+    model.train(was_training)
+    mean = nll / count
+    return {"perplexity": math.exp(mean), "nll": mean, "bits_per_byte": mean / math.log(2), "tokens": count}
+
+
+@torch.inference_mode()
+def embedding_agreement(reference: torch.Tensor, candidate: torch.Tensor) -> dict[str, float]:
+    """How well `candidate` sentence embeddings (N, d) agree with `reference` ones.
+
+    - `cosine`: mean cosine similarity between each sentence's two embeddings;
+    - `top1_agreement`: fraction of sentences whose nearest neighbour among the others is the
+      same under both embeddings (retrieval agreement);
+    - `top10_overlap`: mean overlap of the 10 nearest neighbours.
+    """
+    if reference.shape != candidate.shape or len(reference) < 2:
+        raise ValueError(
+            f"need two embeddings of the same shape (N >= 2, d), got {reference.shape}, {candidate.shape}"
+        )
+    ref, cand = F.normalize(reference.float(), dim=-1), F.normalize(candidate.float(), dim=-1)
+    cosine = (ref * cand).sum(-1).mean().item()
+    eye = torch.eye(len(ref), dtype=torch.bool)
+    k = min(10, len(ref) - 1)
+    near_ref = (ref @ ref.T).masked_fill(eye, -2).topk(k, dim=-1).indices
+    near_cand = (cand @ cand.T).masked_fill(eye, -2).topk(k, dim=-1).indices
+    top1 = (near_ref[:, 0] == near_cand[:, 0]).float().mean().item()
+    overlap = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(near_ref, near_cand, strict=True))
+    return {"cosine": cosine, "top1_agreement": top1, "top10_overlap": overlap / (k * len(ref))}

@@ -1,4 +1,4 @@
-"""Contract tests generated from the pruning registry: every method, every pattern."""
+"""Contract tests generated from the pruning registry: every method, every pattern, bad input."""
 
 import pytest
 import torch
@@ -24,33 +24,68 @@ def net():
     return nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 4))
 
 
+def calib(n=64, seed=1):
+    return torch.randn(n, 16, generator=torch.Generator().manual_seed(seed))
+
+
+def prune(model, method, *args, **kwargs):
+    kwargs.setdefault("calibration", calib())
+    return st.prune(model, method, *args, **kwargs)
+
+
+def supports(method, pattern):
+    cls = PRUNERS.get(method)
+    return pattern in ("unstructured", "2:4", "1:4") or cls.group != "row" or "channel" not in pattern
+
+
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize(("pattern", "sparsity"), PATTERNS)
 def test_achieved_sparsity_equals_target_and_outputs_finite(method, pattern, sparsity):
     model = net()
-    rep = st.prune(model, method, sparsity, pattern)
-    if pattern == "unstructured":  # the overall count is exact; layers absorb the rounding
+    try:
+        rep = prune(model, method, sparsity, pattern)
+    except ValueError as err:  # a method may refuse a pattern, but must say so
+        assert "pattern" in str(err) or "supports" in str(err)
+        return
+    group = PRUNERS.get(method).group
+    if pattern == "unstructured" and group == "tensor":  # overall exact; layers absorb rounding
         assert rep.report.params - rep.report.nonzeros == n_pruned(rep.report.params, sparsity)
+    elif pattern == "unstructured":  # per-row methods: every row exact
+        for fqn, mask in st.masks(model).items():
+            assert ((~mask).sum(1) == n_pruned(mask.shape[1], sparsity)).all(), fqn
     else:  # each layer prunes exactly round(sparsity * size), in whole groups
         for r in rep.report.layers:
             assert r.params - r.nonzeros == n_pruned(r.params, sparsity)
     assert torch.isfinite(model(torch.randn(3, 16))).all()
     assert set(st.masks(model)) == {"0.weight", "2.weight"}
+    assert all(r.error is not None and 0.0 <= r.error < 10 for r in rep.layers)
 
 
 @pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize("distribution", ["uniform", "erk", "global"])
-def test_distributions_hit_exact_overall_sparsity(method, distribution):
+def test_distributions(method, distribution):
     model = net()
-    rep = st.prune(model, method, 0.8, distribution=distribution)
-    assert rep.report.params - rep.report.nonzeros == n_pruned(rep.report.params, 0.8)
+    cls = PRUNERS.get(method)
+    if distribution == "global" and (cls.needs_calibration or not cls.supports_global):
+        with pytest.raises(ValueError, match="global"):
+            prune(model, method, 0.8, distribution=distribution)
+        return
+    rep = prune(
+        model,
+        method,
+        0.8,
+        distribution=distribution,
+        calibration=None if distribution == "global" else calib(),
+    )
+    if cls.group == "tensor":
+        assert rep.report.params - rep.report.nonzeros == n_pruned(rep.report.params, 0.8)
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_same_seed_same_masks_and_squash_keeps_outputs(method):
     a, b = net(), net()
-    st.prune(a, method, 0.6)
-    st.prune(b, method, 0.6)
+    prune(a, method, 0.6)
+    prune(b, method, 0.6)
     assert all(torch.equal(st.masks(a)[k], st.masks(b)[k]) for k in st.masks(a))
     x = torch.randn(5, 16)
     before = a(x)
@@ -58,22 +93,70 @@ def test_same_seed_same_masks_and_squash_keeps_outputs(method):
     assert torch.equal(a(x), before)
 
 
+def snapshot(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def unchanged(model, state):
+    return st.masks(model) == {} and all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+
+
 @pytest.mark.parametrize("method", METHODS)
-def test_bad_input_leaves_model_unchanged(method):
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({"sparsity": 1.2}, r"\[0, 1\)"),
+        ({"sparsity": None, "pattern": "2:3"}, "not divisible"),
+        ({"calibration": []}, "empty"),
+        ({"calibration": torch.randn(8, 5)}, "does not run through the model"),
+        ({"calibration": torch.randint(0, 3, (8, 16))}, "does not run through the model|dtype|Long"),
+        ({"calibration": torch.full((8, 16), float("nan"))}, "NaN"),
+        ({"targets": "4"}, "head|no|targets"),
+        ({"distribution": "erc"}, "did you mean 'erk'"),
+    ],
+)
+def test_bad_input_raises_and_leaves_model_unchanged(method, kwargs, error):
     model = net()
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    with pytest.raises(ValueError):
-        st.prune(model, method, 1.2)
-    with pytest.raises(ValueError, match="not divisible"):
-        st.prune(model, method, pattern="2:3", sparsity=None)  # 16 inputs do not split in threes
+    state = snapshot(model)
+    kwargs = {"sparsity": 0.5, **kwargs}
+    if "targets" in kwargs:  # a Linear target with 4 outputs is fine: use a bias to make it invalid
+        kwargs["targets"] = "4.bias"
+        error = "weight|rank|pattern"
+    with pytest.raises((ValueError, KeyError), match=error):
+        prune(model, method, **kwargs)
+    assert unchanged(model, state)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_nan_weights_raise_and_model_unchanged(method):
+    model = net()
     with torch.no_grad():
         model[2].weight[0, 0] = float("nan")
-    state["2.weight"] = model[2].weight.clone()
-    if method == "magnitude":
-        with pytest.raises(ValueError, match="NaN"):
-            st.prune(model, method, 0.5)
-    assert st.masks(model) == {}
-    assert all(torch.allclose(state[k], v, equal_nan=True) for k, v in model.state_dict().items())
+    state = snapshot(model)
+    with pytest.raises(ValueError, match="NaN"):
+        prune(model, method, 0.5)
+    assert st.masks(model) == {} and all(
+        torch.allclose(state[k], v, equal_nan=True) for k, v in model.state_dict().items()
+    )
+
+
+def test_failure_in_a_late_layer_restores_earlier_layers(monkeypatch):
+    """A method that fails on the second layer leaves the first layer's weights as they were."""
+    from sparsetorch.pruning.magnitude import Magnitude
+
+    model = net()
+    state = snapshot(model)
+    original = Magnitude.prune_layer
+
+    def failing(self, weight, stats, **kw):
+        if kw["name"] == "2.weight":
+            raise RuntimeError("boom")
+        return original(self, weight, stats, **kw)
+
+    monkeypatch.setattr(Magnitude, "prune_layer", failing)
+    with pytest.raises(RuntimeError, match="boom"):
+        prune(model, "magnitude", 0.5)
+    assert unchanged(model, state)
 
 
 def test_magnitude_keeps_largest_and_random_depends_on_seed():
@@ -95,11 +178,13 @@ def test_unknown_method_and_options():
         st.prune(net(), "magnitude", 0.5, block_size=3)
     with pytest.raises(ValueError, match="unstructured sparsity only"):
         st.prune(net(), "magnitude", pattern="2:4", distribution="erk")
+    with pytest.raises(ValueError, match="needs calibration"):
+        st.prune(net(), "wanda", 0.5)
 
 
 def test_list_and_create_methods():
-    assert {"magnitude", "random"} <= set(st.list_methods())
+    assert {"magnitude", "random", "wanda"} <= set(st.list_methods())
     assert st.list_methods("rand*") == ["random"]
-    assert st.create_method("random", seed=4).config.seed == 4
+    assert type(st.create_method("wanda")).__name__ == "Wanda"
     with pytest.raises(KeyError, match="did you mean"):
         st.create_method("randon")

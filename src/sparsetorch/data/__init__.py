@@ -17,7 +17,7 @@ from .digits import load_digits
 from .fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
 from .image_patches import IMAGE_NAMES, load_image_patches
 from .shakespeare import load_shakespeare, shakespeare_works
-from .stdlib_docstrings import load_stdlib_docstrings
+from .stdlib_docstrings import docstring_sentences, load_stdlib_docstrings
 from .wordlists import FAMILIES, LANGUAGES, WordLists, encode_words, load_wordlists
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "WordLists",
     "cache_dir",
     "data_root",
+    "docstring_sentences",
     "encode_words",
     "load_digits",
     "load_fashion_mnist",

@@ -81,3 +81,21 @@ def load_stdlib_docstrings(split: str = "train", *, root: str | Path | None = No
             how="use a Python installation that ships its stdlib as .py files, or pass root=DIR",
         )
     return "\n\n".join(doc for i, (_, docs) in enumerate(files) if unit_split(i) == split for doc in docs)
+
+
+def docstring_sentences(
+    split: str = "test", *, n: int | None = None, min_chars: int = 24, max_chars: int = 200
+) -> list[str]:
+    """Distinct one-line sentences (a paragraph's first line, capitalized, ending in a full stop).
+
+    Real English sentences for embedding evaluation, held out from calibration when taken from
+    another split. Order is the corpus order; `n` keeps the first `n`.
+    """
+    seen: dict[str, None] = {}
+    for doc in load_stdlib_docstrings(split).split("\n\n"):
+        line = doc.strip().split("\n", 1)[0].strip()
+        sentence = line[:1].isupper() and line.endswith(".") and " " in line and "://" not in line
+        if sentence and min_chars <= len(line) <= max_chars:
+            seen.setdefault(line, None)
+    sentences = list(seen)
+    return sentences if n is None else sentences[:n]

@@ -78,6 +78,9 @@ def load_minilm() -> tuple[nn.Module, object]:
     """
     path = minilm_path()
     from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar on every load
 
     tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     model = AutoModel.from_pretrained(str(path), local_files_only=True, use_safetensors=True)
@@ -86,6 +89,7 @@ def load_minilm() -> tuple[nn.Module, object]:
     model.classifier_fqn = None
     model.extra_exclude = ("pooler.dense",)
     model.blocks_fqn = "encoder.layer"
+    model.sparsetorch_tokenizer = tokenizer  # lets calibration and evaluation tokenize corpora
     return model, tokenizer
 
 

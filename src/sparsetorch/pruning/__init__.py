@@ -1,7 +1,8 @@
 """One-shot, post-training pruning: score the weights, select under a pattern, attach masks."""
 
-from sparsetorch.pruning import magnitude, random  # noqa: F401  (fill the registry)
+from sparsetorch.pruning import dsnot, icbs, magnitude, random, sparsegpt, wanda  # noqa: F401  (fill the registry)
 from sparsetorch.pruning.api import PruneReport, prune
-from sparsetorch.pruning.base import PRUNERS, OneShotPruner
+from sparsetorch.pruning.base import PRUNERS, LayerPrune, OneShotPruner
+from sparsetorch.pruning.calibration import LayerStats
 
-__all__ = ["PRUNERS", "OneShotPruner", "PruneReport", "prune"]
+__all__ = ["PRUNERS", "LayerPrune", "LayerStats", "OneShotPruner", "PruneReport", "prune"]

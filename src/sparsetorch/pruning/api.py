@@ -1,7 +1,8 @@
-"""`prune(model, method, sparsity, pattern, ...)`: one-shot pruning of a model in place."""
+"""`prune(model, method, sparsity, pattern, calibration=...)`: one-shot pruning of a model in place."""
 
 from __future__ import annotations
 
+import resource
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -13,13 +14,16 @@ from torch import nn
 from sparsetorch import allocation
 from sparsetorch.accounting import SparsityReport, report
 from sparsetorch.masks import attach, named_weights, resolve_targets
-from sparsetorch.patterns import NM, Pattern, Unstructured, parse_pattern, select
+from sparsetorch.patterns import NM, Pattern, Unstructured, check, parse_pattern, select
 from sparsetorch.pruning.base import PRUNERS, OneShotPruner
+from sparsetorch.pruning.calibration import as_matrix, from_matrix
+from sparsetorch.pruning.calibration_data import calibration_batches
+from sparsetorch.pruning.sequential import LayerOutcome, Outcome, run_pruner
 
 
 @dataclass(frozen=True)
 class PruneReport:
-    """What `prune` did: the method and its config, the targets' accounting, the time it took."""
+    """What `prune` did: the method and config, per-layer error and time, the targets' accounting."""
 
     method: str
     config: dict[str, Any]
@@ -27,11 +31,19 @@ class PruneReport:
     distribution: str
     target_sparsity: float
     seconds: float
+    layers: list[LayerOutcome]
+    calibration_bytes: int
+    peak_rss_bytes: int
     report: SparsityReport
 
     @property
     def sparsity(self) -> float:
         return self.report.sparsity
+
+    @property
+    def mean_error(self) -> float | None:
+        errors = [r.error for r in self.layers if r.error is not None]
+        return sum(errors) / len(errors) if errors else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -41,12 +53,74 @@ class PruneReport:
             "distribution": self.distribution,
             "target_sparsity": self.target_sparsity,
             "seconds": self.seconds,
+            "mean_error": self.mean_error,
+            "calibration_bytes": self.calibration_bytes,
+            "peak_rss_bytes": self.peak_rss_bytes,
+            "pruning": [asdict(r) for r in self.layers],
             **self.report.to_dict(),
         }
 
     def __rich__(self):
+        from rich.table import Table
+
         title = f"{self.method} · {self.pattern} · {self.distribution} · target {self.target_sparsity:.0%}"
-        return self.report.table(title=title)
+        table = Table(title=title, header_style="bold")
+        for name in ("layer", "shape", "sparsity", "rel. error ‖WX−W'X‖/‖WX‖", "seconds"):
+            table.add_column(
+                name, justify="left" if name in ("layer", "shape") else "right", no_wrap=name == "layer"
+            )
+        shapes = {r.fqn: r.shape for r in self.report.layers}
+        for r in self.layers:
+            error = "-" if r.error is None else f"{r.error:.4f}"
+            shape = "x".join(map(str, shapes.get(r.fqn, ())))
+            table.add_row(r.fqn, shape, f"{r.sparsity:.1%}", error, f"{r.seconds:.3f}")
+        table.add_section()
+        mean = "-" if self.mean_error is None else f"{self.mean_error:.4f} (mean)"
+        table.add_row("total", "", f"{self.sparsity:.1%}", mean, f"{self.seconds:.2f}", style="bold")
+        table.caption = (
+            f"calibration memory {self.calibration_bytes / 1e6:.1f} MB (one block's activations + statistics) · "
+            f"process peak RSS {self.peak_rss_bytes / 1e6:.0f} MB · "
+            f"theoretical speedup: bytes {self.report.memory_speedup:.2f}x"
+        )
+        return table
+
+
+def _layer_sparsities(
+    pruner: OneShotPruner,
+    shapes: dict[str, torch.Size],
+    pattern: Pattern,
+    sparsity: float,
+    distribution: str,
+    calibrated: bool,
+) -> dict[str, float]:
+    if distribution == "global":
+        if calibrated or not pruner.supports_global:
+            raise ValueError(
+                f"global allocation needs every layer's scores at once; {pruner.name!r} "
+                "with calibration prunes block by block: use 'uniform' or 'erk'"
+            )
+        return {}  # filled from the scores in `_global`
+    if not isinstance(pattern, Unstructured) or pruner.group == "row":
+        # N:M, blocks, channels and per-row methods count per group: the nominal sparsity each.
+        return dict.fromkeys(shapes, sparsity)
+    return allocation.ALLOCATIONS.get(distribution)({f: tuple(s) for f, s in shapes.items()}, sparsity)
+
+
+def _global(model: nn.Module, pruner: OneShotPruner, fqns: list[str], sparsity: float, seed: int) -> Outcome:
+    """Global allocation: one threshold over every layer's scores (no calibration)."""
+    weights = {fqn: getattr(module, name) for fqn, module, name in named_weights(model) if fqn in fqns}
+    generator = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    with torch.no_grad():
+        scores = {
+            f: from_matrix(pruner.scores(as_matrix(w.detach()).float(), None, generator=generator), w.shape)
+            for f, w in weights.items()
+        }
+    per_layer = allocation.global_(scores, sparsity)
+    masks = {f: as_matrix(select(scores[f], "unstructured", per_layer[f], name=f)) for f in fqns}
+    seconds = (time.perf_counter() - start) / len(fqns)
+    layers = [LayerOutcome(f, 1.0 - masks[f].float().mean().item(), None, seconds) for f in fqns]
+    return Outcome(masks, layers, 0)
 
 
 def prune(
@@ -55,62 +129,92 @@ def prune(
     sparsity: float | None = 0.5,
     pattern: str | Pattern = "unstructured",
     *,
-    calibration: Iterable[Any] | None = None,
+    calibration: Any = None,
     targets: str | Iterable[str] | None = None,
     ignore: str | Iterable[str] | None = None,
     distribution: str = "uniform",
+    samples: int = 128,
+    seq_len: int = 128,
+    batch_size: int = 8,
+    seed: int = 0,
+    errors: bool = True,
+    progress: bool = False,
     **config: Any,
 ) -> PruneReport:
     """Prune `model` in place with a one-shot method and return what was done.
 
     Args:
         model: the model; masks are attached to its targets (see `masks.resolve_targets`).
-        method: a registered one-shot pruning method (`sparsetorch.list_methods(kind="pruning")`).
-        sparsity: overall fraction of zeros over the targets; implied (may be None) under N:M.
+        method: a registered one-shot method (`sparsetorch.list_methods(kind="pruning")`).
+        sparsity: fraction of zeros over the targets; implied (may be None) under N:M.
         pattern: `"unstructured"`, `"2:4"`, `"block4x4"`, `"channel"` or a `Pattern`.
-        calibration: batches for methods that need activations.
+        calibration: data for block-sequential calibration: a corpus name (`"stdlib-docstrings"`,
+            `"shakespeare"`, `"fashion-mnist"`), a tensor, or an iterable of batches (a
+            DataLoader, a list of token-id tensors or kwargs dicts). Required by methods that read
+            activations; with any method it adds the per-layer reconstruction error.
         targets: FQN globs of the weights to prune (default: Linear/Conv weights but the head).
         ignore: FQN globs to leave dense.
         distribution: layer budgets for unstructured patterns: "uniform", "erk" or "global".
+        samples, seq_len, batch_size: how a corpus name is cut into calibration batches.
+        seed: seeds calibration sampling and random methods.
+        errors: with calibration, report each layer's reconstruction error (costs an in x in
+            accumulation per layer for methods that do not need it anyway).
+        progress: show a progress bar over blocks.
         **config: the method's hyperparameters (its `Config` fields).
 
     Raises:
-        ValueError: bad sparsity, pattern or distribution, a target the pattern cannot tile, NaN
-            weights. The model is unchanged when anything is raised.
+        ValueError: bad sparsity, pattern, distribution or calibration data; a target the
+            pattern cannot tile; NaN/Inf weights or activations; no targets. The model is
+            unchanged when anything is raised.
     """
     pruner: OneShotPruner = PRUNERS.get(method)(**config)
     pattern = parse_pattern(pattern)
-    if pruner.needs_calibration and calibration is None:
-        raise ValueError(f"method {method!r} needs calibration data: pass calibration=...")
-    if isinstance(pattern, NM):
-        sparsity = pattern.sparsity if sparsity is None else sparsity
-    if distribution not in allocation.ALLOCATIONS:
-        allocation.ALLOCATIONS.get(distribution)  # raises with "did you mean"
+    if isinstance(pattern, NM) and sparsity is None:
+        sparsity = pattern.sparsity
+    if not isinstance(sparsity, int | float) or not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
+    if isinstance(pattern, NM) and abs(sparsity - pattern.sparsity) > 1e-9:
+        raise ValueError(f"pattern {pattern} means sparsity {pattern.sparsity:g}, but sparsity={sparsity:g}")
+    allocation.ALLOCATIONS.get(distribution)  # unknown names raise with "did you mean"
     if distribution != "uniform" and not isinstance(pattern, Unstructured):
         raise ValueError(
             f"distribution {distribution!r} applies to unstructured sparsity only, not {pattern}"
         )
+    if pruner.needs_calibration and calibration is None:
+        raise ValueError(f"method {method!r} needs calibration data: pass calibration=...")
 
     start = time.perf_counter()
     fqns = resolve_targets(model, targets, ignore)
     if not fqns:
         raise ValueError(f"{type(model).__name__} has no target weights to prune")
-    weights = {fqn: getattr(module, name) for fqn, module, name in named_weights(model)}
-    generator = torch.Generator().manual_seed(int(getattr(pruner.config, "seed", 0)))
-    with torch.no_grad():
-        scores = {fqn: pruner.scores(weights[fqn], fqn=fqn, generator=generator) for fqn in fqns}
-    if isinstance(pattern, Unstructured):
-        if distribution == "global":
-            per_layer = allocation.global_(scores, sparsity)
-        else:
-            shapes = {fqn: tuple(weights[fqn].shape) for fqn in fqns}
-            per_layer = allocation.ALLOCATIONS.get(distribution)(shapes, sparsity)
+    shapes = {fqn: getattr(m, name).shape for fqn, m, name in named_weights(model) if fqn in fqns}
+    for fqn in fqns:
+        check(shapes[fqn], pattern, name=fqn)
+    batches = None
+    if calibration is not None:
+        batches = calibration_batches(
+            calibration, model, samples=samples, seq_len=seq_len, batch_size=batch_size, seed=seed
+        )
+    per_layer = _layer_sparsities(pruner, shapes, pattern, float(sparsity), distribution, batches is not None)
+    if distribution == "global":
+        outcome = _global(model, pruner, fqns, float(sparsity), seed)
     else:
-        per_layer = dict.fromkeys(fqns, sparsity)
-    new_masks = {
-        fqn: select(scores[fqn], pattern, per_layer[fqn], group=pruner.group, name=fqn) for fqn in fqns
-    }
-    attach(model, new_masks, patterns=dict.fromkeys(fqns, pattern))
+        outcome = run_pruner(
+            model,
+            pruner,
+            fqns,
+            pattern=pattern,
+            sparsities=per_layer,
+            batches=batches,
+            seed=seed,
+            errors=errors,
+            progress=progress,
+        )
+    attach(
+        model,
+        {f: from_matrix(m, shapes[f]) for f, m in outcome.masks.items()},
+        patterns=dict.fromkeys(fqns, pattern),
+    )
     return PruneReport(
         method=method,
         config=asdict(pruner.config),
@@ -118,5 +222,8 @@ def prune(
         distribution=distribution,
         target_sparsity=float(sparsity),
         seconds=time.perf_counter() - start,
+        layers=outcome.layers,
+        calibration_bytes=outcome.calibration_bytes,
+        peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         report=report(model),
     )

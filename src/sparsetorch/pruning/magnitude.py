@@ -14,6 +14,7 @@ from torch import Tensor
 
 from sparsetorch.methods import MethodConfig
 from sparsetorch.pruning.base import PRUNERS, OneShotPruner
+from sparsetorch.pruning.calibration import LayerStats
 
 
 @dataclass(frozen=True)
@@ -28,5 +29,5 @@ class Magnitude(OneShotPruner):
     name = "magnitude"
     Config = MagnitudeConfig
 
-    def scores(self, weight: Tensor, *, fqn: str, generator: torch.Generator) -> Tensor:
+    def scores(self, weight: Tensor, stats: LayerStats | None, *, generator: torch.Generator) -> Tensor:
         return weight.detach().abs()

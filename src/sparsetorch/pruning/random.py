@@ -1,8 +1,8 @@
 """Random pruning: keep a uniformly random subset of each layer.
 
 Baseline of `random-pruning` (Liu et al. 2022, "The Unreasonable Effectiveness of Random
-Pruning"). Rule: score_ij ~ U(0, 1) i.i.d. from an explicit generator seeded by `seed`, drawn
-layer by layer in target order, so the same seed gives the same masks.
+Pruning"). Rule: score_ij ~ U(0, 1) i.i.d. from an explicit generator seeded by `prune(seed=...)`,
+drawn layer by layer in target order, so the same seed gives the same masks.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from torch import Tensor
 
 from sparsetorch.methods import MethodConfig
 from sparsetorch.pruning.base import PRUNERS, OneShotPruner
+from sparsetorch.pruning.calibration import LayerStats
 
 
 @dataclass(frozen=True)
 class RandomConfig(MethodConfig):
-    seed: int = 0
+    """No hyperparameters: the randomness comes from `prune(seed=...)`."""
 
 
 @PRUNERS.register("random")
@@ -29,5 +30,5 @@ class Random(OneShotPruner):
     paper = "random-pruning"
     Config = RandomConfig
 
-    def scores(self, weight: Tensor, *, fqn: str, generator: torch.Generator) -> Tensor:
+    def scores(self, weight: Tensor, stats: LayerStats | None, *, generator: torch.Generator) -> Tensor:
         return torch.rand(weight.shape, generator=generator)
