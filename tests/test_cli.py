@@ -49,9 +49,12 @@ def test_ls_rejects_unknown_kind():
     assert runner.invoke(app, ["ls", "gadgets"]).exit_code != 0
 
 
-def test_papers_list_counts_all_53():
+def test_papers_list_counts_every_status():
+    from sparsetorch.papers import list_papers
+
     result = invoke("papers", "list")
-    assert result.exit_code == 0 and "53 planned" in result.output.replace("0 implemented", "")
+    implemented = sum(p.status == "implemented" for p in list_papers())
+    assert result.exit_code == 0 and f"{53 - implemented} planned, {implemented} implemented" in result.output
 
 
 def test_report_of_a_saved_checkpoint(tmp_path):
@@ -79,3 +82,56 @@ def test_demo_end_to_end(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "LeNet-300-100" in result.output and "90.0%" in result.output
     assert list((tmp_path / "models").glob("lenet-300-100-*.safetensors"))  # cached for the next run
+
+
+@pytest.fixture
+def lenet_checkpoint(tmp_path):
+    return st.save(st.create_model("lenet-300-100", seed=0), tmp_path / "lenet.safetensors")
+
+
+@pytest.mark.data
+def test_prune_writes_checkpoint_and_report(tmp_path, lenet_checkpoint):
+    out = tmp_path / "out"
+    result = invoke(
+        "prune",
+        "--model",
+        str(lenet_checkpoint),
+        "--method",
+        "wanda",
+        "--pattern",
+        "2:4",
+        "--calibration",
+        "fashion-mnist",
+        "--samples",
+        "16",
+        "--out",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "report.json").read_text())
+    assert data["method"] == "wanda" and data["sparsity"] == 0.5 and data["pattern"] == "2:4"
+    assert all(r["error"] >= 0 for r in data["pruning"])
+    model = st.load(out / "model.safetensors")
+    assert set(st.masks(model)) == {"fc1.weight", "fc2.weight"}
+
+
+def test_prune_bad_input_exits_cleanly(tmp_path, lenet_checkpoint):
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        [
+            "prune",
+            "--model",
+            str(lenet_checkpoint),
+            "--method",
+            "wanda",
+            "--sparsity",
+            "0.5",
+            "--out",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 2 and "needs calibration" in result.output
+    result = runner.invoke(app, ["prune", "--model", "lenet-3OO-100", "--out", str(out)])
+    assert result.exit_code == 2 and "did you mean" in result.output
+    assert not out.exists()

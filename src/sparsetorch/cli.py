@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from enum import Enum
 from pathlib import Path
@@ -106,6 +107,75 @@ def report_cmd(
         typer.echo(result.to_json(indent=2))
     else:
         console.print(result.table(title=str(checkpoint)))
+
+
+def _load_model(spec: str):
+    """A model by registry name (pretrained reference if it has a recipe), alias, or checkpoint path."""
+    from sparsetorch import load
+    from sparsetorch.models import MODELS, create_model
+    from sparsetorch.models.pretrained import RECIPES, pretrained
+
+    name = {"minilm": "minilm-l6", "tiny-gpt": "gpt-tiny"}.get(spec, spec)
+    if Path(spec).suffix == ".safetensors" or Path(spec).is_file():
+        return load(spec)
+    if name in RECIPES:
+        return pretrained(name)
+    if name in MODELS:
+        return create_model(name)
+    MODELS.get(name)  # raises with "did you mean"
+
+
+@app.command("prune")
+def prune_cmd(
+    model: Annotated[
+        str, typer.Option(help="minilm, tiny-gpt, a registered model name, or a checkpoint path.")
+    ],
+    method: Annotated[
+        str, typer.Option(help="One-shot method: magnitude, random, wanda, sparsegpt, dsnot, icbs.")
+    ] = "wanda",
+    sparsity: Annotated[float | None, typer.Option(help="Fraction of zeros; omit under N:M.")] = None,
+    pattern: Annotated[
+        str, typer.Option(help="unstructured, N:M (e.g. 2:4), blockHxW or channel.")
+    ] = "unstructured",
+    calibration: Annotated[
+        str | None,
+        typer.Option(help="Corpus for calibration: stdlib-docstrings, shakespeare, fashion-mnist, digits."),
+    ] = None,
+    samples: Annotated[int, typer.Option(help="Calibration samples (windows or images).")] = 128,
+    seq_len: Annotated[int, typer.Option(help="Tokens per calibration window.")] = 128,
+    distribution: Annotated[str, typer.Option(help="Layer budgets: uniform, erk or global.")] = "uniform",
+    seed: Annotated[int, typer.Option(help="Seed for calibration sampling and random methods.")] = 0,
+    out: Annotated[Path, typer.Option(help="Output folder: model.safetensors, report.json.")] = Path(
+        "pruned"
+    ),
+) -> None:
+    """Prune a model one-shot; write the sparse checkpoint, the report as JSON, and print the table."""
+    from sparsetorch import prune, save
+
+    if sparsity is None and ":" not in pattern:
+        sparsity = 0.5
+    try:
+        net = _load_model(model)
+        rep = prune(
+            net,
+            method,
+            sparsity,
+            pattern,
+            calibration=calibration,
+            samples=samples,
+            seq_len=seq_len,
+            distribution=distribution,
+            seed=seed,
+            progress=True,
+        )
+    except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    out.mkdir(parents=True, exist_ok=True)
+    save(net, out / "model.safetensors")
+    (out / "report.json").write_text(json.dumps(rep.to_dict(), indent=2))
+    console.print(rep)
+    console.print(f"wrote {out / 'model.safetensors'} and {out / 'report.json'}")
 
 
 @models_app.command("train")

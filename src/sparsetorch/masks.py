@@ -115,6 +115,8 @@ def resolve_targets(
     model: nn.Module,
     targets: str | Iterable[str] | None = None,
     ignore: str | Iterable[str] | None = None,
+    *,
+    layers_only: bool = False,
 ) -> list[str]:
     """Parameter FQNs selected by `targets` globs minus `ignore` globs.
 
@@ -123,12 +125,20 @@ def resolve_targets(
     By default: the weights of Linear and Conv modules, never embeddings, norms, biases or the
     final classifier / LM head.
 
+    With `layers_only`, explicit globs select only Linear/Conv weights (so `"encoder.layer.0.*"`
+    means that block's layers, not its biases and norms).
+
     Raises:
         ValueError: explicit targets that match nothing.
     """
     wanted, skipped = _as_globs(targets), _as_globs(ignore)
     if wanted:
-        found = [fqn for fqn, _, _ in named_weights(model) if _matches(fqn, wanted, module_selects="weight")]
+        found = [
+            fqn
+            for fqn, module, name in named_weights(model)
+            if _matches(fqn, wanted, module_selects="weight")
+            and (not layers_only or (name == "weight" and isinstance(module, PRUNABLE)))
+        ]
         if not found:
             raise ValueError(f"targets {wanted} match no parameter of {type(model).__name__}")
     else:

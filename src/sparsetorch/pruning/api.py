@@ -184,7 +184,7 @@ def prune(
         raise ValueError(f"method {method!r} needs calibration data: pass calibration=...")
 
     start = time.perf_counter()
-    fqns = resolve_targets(model, targets, ignore)
+    fqns = resolve_targets(model, targets, ignore, layers_only=True)
     if not fqns:
         raise ValueError(f"{type(model).__name__} has no target weights to prune")
     shapes = {fqn: getattr(m, name).shape for fqn, m, name in named_weights(model) if fqn in fqns}

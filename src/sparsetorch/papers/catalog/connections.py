@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from sparsetorch.papers import dsnot, icbs
 from sparsetorch.papers.base import Axis, Paper
 
 CATALOG: tuple[Paper, ...] = (
@@ -34,6 +35,8 @@ CATALOG: tuple[Paper, ...] = (
             "coordinate descent (iCBS) reaches higher performance than Wanda at the same density on large "
             "models such as Mistral and DeiT, trading extra compute for quality."
         ),
+        modules=("sparsetorch.pruning.icbs",),
+        reproduce=icbs.reproduce,
     ),
     Paper(
         index=14,
@@ -58,6 +61,8 @@ CATALOG: tuple[Paper, ...] = (
             "dense and sparse LLMs improves sparse LLMs without backpropagation, e.g. beating Wanda by 26.79 "
             "perplexity at 70% sparsity on LLaMA-7B."
         ),
+        modules=("sparsetorch.pruning.dsnot",),
+        reproduce=dsnot.reproduce,
     ),
     Paper(
         index=16,
