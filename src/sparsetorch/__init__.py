@@ -1,10 +1,12 @@
 """sparsetorch: sparse neural computation for PyTorch.
 
-The public face: `prune`, `report`, `create_method`, `list_methods`, masks (`attach`, `masks`,
-`squash`, `save`, `load`), patterns (`select`, `parse_pattern`), `create_model`.
+The public face: `prune`, `report`, `compile` / `decompile` (sparse execution), `create_method`,
+`list_methods`, masks (`attach`, `masks`, `squash`, `save`, `load`), patterns (`select`,
+`parse_pattern`), `create_model`.
 """
 
 from sparsetorch.accounting import SparsityReport, report
+from sparsetorch.kernels import compile, decompile
 from sparsetorch.masks import attach, load, masks, resolve_targets, save, squash
 from sparsetorch.methods import create_method, list_methods
 from sparsetorch.patterns import NM, Block, Channel, Unstructured, parse_pattern, select
@@ -28,8 +30,10 @@ __all__ = [
     "SparsityReport",
     "Unstructured",
     "attach",
+    "compile",
     "create_method",
     "create_model",
+    "decompile",
     "list_methods",
     "load",
     "masks",

@@ -180,6 +180,9 @@ def prune(
         raise ValueError(
             f"distribution {distribution!r} applies to unstructured sparsity only, not {pattern}"
         )
+    if not isinstance(pattern, pruner.patterns):
+        kinds = ", ".join(t.__name__ for t in pruner.patterns)
+        raise ValueError(f"method {method!r} supports the patterns {kinds}, not {pattern}")
     if pruner.needs_calibration and calibration is None:
         raise ValueError(f"method {method!r} needs calibration data: pass calibration=...")
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from sparsetorch.methods import Method, method_registry
-from sparsetorch.patterns import Group, Pattern, select
+from sparsetorch.patterns import NM, Block, Channel, Group, Pattern, Unstructured, select
 from sparsetorch.pruning.calibration import LayerStats, as_matrix, from_matrix
 
 PRUNERS = method_registry("pruning")
@@ -37,10 +37,12 @@ class OneShotPruner(Method):
             scores compete for the kept slots.
         supports_global: scores are comparable across layers (global allocation is possible).
         needs_xtx: the method reads `stats.xtx` (X^T X), accumulated even when errors are off.
+        patterns: the pattern types the method supports (checked before any work is done).
     """
 
     needs_calibration: ClassVar[bool] = False
     needs_xtx: ClassVar[bool] = False
+    patterns: ClassVar[tuple[type, ...]] = (Unstructured, NM, Block, Channel)
     group: ClassVar[Group] = "tensor"
     supports_global: ClassVar[bool] = True
 

@@ -244,6 +244,7 @@ class DSnoT(OneShotPruner):
     needs_calibration = True
     group = "row"
     supports_global = False
+    patterns = (Unstructured, NM)
 
     def prune_layer(
         self,

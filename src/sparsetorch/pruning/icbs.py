@@ -312,6 +312,7 @@ class ICBS(OneShotPruner):
     needs_xtx = True
     group = "row"
     supports_global = False
+    patterns = (Unstructured, NM)
 
     def prune_layer(
         self,

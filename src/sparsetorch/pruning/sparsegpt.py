@@ -206,6 +206,7 @@ class SparseGPT(OneShotPruner):
     needs_calibration = True
     needs_xtx = True
     supports_global = False
+    patterns = (Unstructured, NM)
 
     def prune_layer(
         self,

@@ -1,0 +1,199 @@
+"""Measured per-layer format choice, cached on disk.
+
+Why measure: which format wins depends on the layer shape, the batch regime, the sparsity, the
+CPU and the thread count, and the differences are large (a format can be 8x faster than dense at
+batch 1 and 2x slower at batch 64). So `compile` times each candidate format against dense
+`F.linear` on the layer itself, and keeps dense when no candidate wins.
+
+Results are cached as JSON in `sparsetorch.data.cache_dir() / "autotune" / "<cpu>.json"`, one
+entry per key `shape | batch regime | sparsity bucket | pattern | threads | backend | version`,
+so the same layer shape is measured once per machine. A corrupt cache file is ignored (and
+rewritten), never an error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from sparsetorch.kernels import cpu
+from sparsetorch.kernels.formats import Format, build
+
+KERNEL_VERSION = "1"  # bump when kernels change enough to invalidate measurements
+MARGIN = 1.05  # a sparse format must beat dense by 5 % in every regime (timing noise)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A format name with its build options, e.g. `Candidate("nm", (("m", 4), ("n", 2)))`."""
+
+    fmt: str
+    options: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def label(self) -> str:
+        opts = dict(self.options)
+        if self.fmt == "nm":
+            return f"nm{opts.get('n', 2)}:{opts.get('m', 4)}"
+        if self.fmt == "block":
+            return f"block{opts.get('bh', 4)}x{opts.get('bw', 16)}"
+        if self.fmt == "csr" and "index_bits" in opts:
+            return f"csr{opts['index_bits']}"
+        return self.fmt
+
+    def build(self, weight: Tensor, mask: Tensor) -> Format:
+        return build(self.fmt, weight, mask, **dict(self.options))
+
+
+DENSE = Candidate("dense")
+
+
+def regime(batch: int) -> str:
+    """Batch regime of a batch size: `b1` (1-2 rows), `b8` (3-16) or `b64` (17 and more)."""
+    return "b1" if batch <= cpu.SPMV_MAX_BATCH else "b8" if batch <= 16 else "b64"
+
+
+REGIME_BATCH = {"b1": 1, "b8": 8, "b64": 64}
+
+
+def sparsity_bucket(sparsity: float) -> str:
+    """5 % buckets below 90 % sparsity, 1 % buckets above (where speed changes fast)."""
+    pct = 100 * sparsity
+    step = 5 if pct < 90 else 1
+    return f"{int(math.floor(pct / step + 1e-9) * step)}"
+
+
+def cache_path() -> Path:
+    from sparsetorch.data import cache_dir
+
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", cpu.cpu_name()).strip("-").lower() or "cpu"
+    return cache_dir() / "autotune" / f"{slug}.json"
+
+
+def key(shape: tuple[int, int], reg: str, sparsity: float, pattern: str, threads: int, backend: str) -> str:
+    return f"{shape[0]}x{shape[1]}|{reg}|s{sparsity_bucket(sparsity)}|{pattern}|t{threads}|{backend}|v{KERNEL_VERSION}"
+
+
+def _read(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) and isinstance(data.get("entries"), dict) else {"entries": {}}
+    except (OSError, ValueError):
+        return {"entries": {}}
+
+
+def _write(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def time_ms(fn, *, min_reps: int = 5, max_reps: int = 25, budget_s: float = 0.25) -> float:
+    """Median wall time of `fn()` in ms, after 2 warm-up calls (which also compile kernels)."""
+    fn()
+    fn()
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < budget_s):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return 1e3 * statistics.median(times)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The outcome for one layer: the chosen candidate and the timings behind it."""
+
+    candidate: Candidate
+    ms: dict[str, dict[str, float]] = field(default_factory=dict)  # regime -> label -> ms
+    cached: bool = False
+
+    def speedup(self, reg: str) -> float | None:
+        t = self.ms.get(reg, {})
+        return t["dense"] / t[self.candidate.label] if "dense" in t and self.candidate.label in t else None
+
+
+def measure(
+    weight: Tensor, candidates: Sequence[tuple[Candidate, Format]], batch: int, threads: int
+) -> dict[str, float]:
+    """ms per call of dense `F.linear` and of each built candidate, at one batch size."""
+    x = torch.randn(batch, weight.shape[1], generator=torch.Generator().manual_seed(0))
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad():
+            out = {"dense": time_ms(lambda: F.linear(x, weight))}
+            for cand, fmt in candidates:
+                if cand.fmt != "dense":
+                    out[cand.label] = time_ms(lambda fmt=fmt: cpu.linear(fmt, x, threads=threads))
+    finally:
+        torch.set_num_threads(old)
+    return out
+
+
+def choose(
+    weight: Tensor,
+    mask: Tensor,
+    candidates: Sequence[Candidate],
+    *,
+    batches: Sequence[int] = (1, 64),
+    threads: int | None = None,
+    pattern: str = "unstructured",
+    use_cache: bool = True,
+) -> Choice:
+    """Pick the candidate with the best geometric-mean speedup over `batches` that beats dense by
+    `MARGIN` in every regime; dense if none does. Measurements are cached per regime."""
+    threads = threads or torch.get_num_threads()
+    backend = cpu.backend()
+    shape = (int(weight.shape[0]), int(weight.shape[1]))
+    sparsity = 1.0 - float(mask.float().mean()) if mask.numel() else 0.0
+    regimes = sorted({regime(b) for b in batches})
+    path = cache_path()
+    data = _read(path) if use_cache else {"entries": {}}
+    dense_weight = torch.where(mask, weight, 0.0).contiguous()
+    built: list[tuple[Candidate, Format]] | None = None
+    ms: dict[str, dict[str, float]] = {}
+    cached = True
+    for reg in regimes:
+        k = key(shape, reg, sparsity, pattern, threads, backend)
+        entry = data["entries"].get(k)
+        if entry is None or not all(c.label in entry for c in candidates if c.fmt != "dense"):
+            cached = False
+            if built is None:
+                built = [(c, c.build(weight, mask)) for c in candidates]
+            entry = {**(entry or {}), **measure(dense_weight, built, REGIME_BATCH[reg], threads)}
+            data["entries"][k] = entry
+        ms[reg] = {label: float(v) for label, v in entry.items()}
+    if use_cache and not cached:
+        _write(path, data)
+
+    best, best_score = DENSE, 0.0
+    for cand in candidates:
+        if cand.fmt == "dense":
+            continue
+        ratios = [ms[r]["dense"] / ms[r][cand.label] for r in regimes]
+        if min(ratios) < MARGIN:
+            continue
+        score = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
+        if score > best_score:
+            best, best_score = cand, score
+    return Choice(candidate=best, ms=ms, cached=cached)

@@ -1,0 +1,184 @@
+"""`SparseLinear`: a Linear layer that stores its weight in a compressed format and runs sparse kernels.
+
+Why a module and not a patched `F.linear`: the compact tensors must live in `state_dict` (for
+compact checkpoints) and `decompile` must be able to rebuild the exact masked Linear.
+
+Training fallback (documented): the forward pass runs the sparse kernel; the backward pass is
+dense and masked. `dL/dx = dL/dy @ W` with `W = to_dense()`, and `dL/dvalues = (dL/dy^T @ x)` read
+at the stored positions, so a step updates only the kept weights, exactly as the masked dense
+layer would (its gradient is zero where the mask is off). The structure never changes during
+training; to grow or prune connections, `decompile`, train the masked model, and `compile` again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sparsetorch.kernels import cpu
+from sparsetorch.kernels.formats import Dense, Format, NMPacked
+
+_VALUE_FIELD = {"dense": "weight"}  # the trainable tensor of each format (default: "values")
+
+
+def _value_field(fmt: Format) -> str:
+    return _VALUE_FIELD.get(fmt.name, "values")
+
+
+class _SparseLinearFn(torch.autograd.Function):
+    """y = x @ W.T with the sparse kernel; backward through the dense masked weight."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, values: Tensor, module: SparseLinear) -> Tensor:
+        ctx.module = module
+        ctx.save_for_backward(x)
+        return module.plan()(x, threads=module.threads)
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor):
+        (x,) = ctx.saved_tensors
+        module: SparseLinear = ctx.module
+        fmt = module.fmt
+        grad_x = grad_values = None
+        if ctx.needs_input_grad[0]:
+            grad_x = grad_y @ fmt.to_dense()  # (..., out) @ (out, in)
+        if ctx.needs_input_grad[1]:
+            out, inp = fmt.shape
+            gw = grad_y.reshape(-1, out).t() @ x.reshape(-1, inp)  # (out, in)
+            values = getattr(fmt, _value_field(fmt))
+            grad_values = torch.zeros_like(values)
+            flat = gw.flatten()
+            if isinstance(fmt, Dense):
+                grad_values.copy_(torch.where(fmt.mask(), gw, 0.0))
+            else:
+                picked = flat[module.positions()]
+                if isinstance(fmt, NMPacked) and fmt.pad.numel():
+                    picked[fmt.pad] = 0.0  # padding zeros are not weights
+                grad_values.view(-1)[: picked.numel()] = picked
+        return grad_x, grad_values, None
+
+
+class SparseLinear(nn.Module):
+    """A Linear layer `y = x @ W.T + b` whose `W` is held in a compressed `Format`.
+
+    Args:
+        fmt: the compressed weight (float32, CPU).
+        bias: optional bias `(out,)`.
+        threads: kernel threads (None: `torch.get_num_threads()` at each call).
+        pattern: the mask's recorded pattern, for `decompile`.
+    """
+
+    def __init__(
+        self,
+        fmt: Format,
+        bias: Tensor | None = None,
+        *,
+        threads: int | None = None,
+        pattern: str = "unstructured",
+    ) -> None:
+        super().__init__()
+        self.format_name = fmt.name
+        self.meta = {k: v for k, v in fmt.meta().items()}
+        self.in_features, self.out_features = fmt.shape[1], fmt.shape[0]
+        self.threads = threads
+        self.pattern = pattern
+        value_field = _value_field(fmt)
+        self._fields = list(fmt.tensors())
+        for name, tensor in fmt.tensors().items():
+            if name == value_field:
+                self.register_parameter(name, nn.Parameter(tensor.detach().clone(), requires_grad=True))
+            else:
+                self.register_buffer(name, tensor.detach().clone())
+        self.bias = None if bias is None else nn.Parameter(bias.detach().clone().to(torch.float32))
+        self._positions: Tensor | None = None
+        self._fmt: Format | None = None
+        self._plans: dict[str, cpu.Plan] = {}
+
+    @property
+    def fmt(self) -> Format:
+        """The format over the module's current tensors (no copies; cached until `_apply`)."""
+        if self._fmt is None:
+            self._fmt = from_tensors_unchecked(self.meta, {k: getattr(self, k) for k in self._fields})
+        return self._fmt
+
+    def plan(self) -> cpu.Plan:
+        """The kernel plan for the current backend (cached)."""
+        name = cpu.backend()
+        plan = self._plans.get(name)
+        if plan is None:
+            plan = self._plans[name] = cpu.Plan(self.fmt, name)
+        return plan
+
+    def _reset(self) -> None:
+        self._fmt, self._plans, self._positions = None, {}, None
+
+    def positions(self) -> Tensor:
+        """Flat `row * in + col` of each stored value (cached: the structure never changes)."""
+        if self._positions is None:
+            self._positions = self.fmt.positions()
+        return self._positions
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the compressed weight (bias excluded)."""
+        return self.fmt.nbytes
+
+    def forward(self, x: Tensor) -> Tensor:
+        values = self.weight if self.format_name == "dense" else self.values
+        if torch.is_grad_enabled() and (values.requires_grad or x.requires_grad):
+            y = _SparseLinearFn.apply(x, values, self)
+        elif self.format_name == "dense":  # inference on a layer kept dense: exactly nn.Linear's cost
+            cpu.check_input(self.fmt, x)
+            return F.linear(x, self.weight, self.bias)
+        else:
+            y = self.plan()(x, threads=self.threads)
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+    def extra_repr(self) -> str:
+        fmt = self.fmt
+        density = (
+            fmt.nnz / max(self.in_features * self.out_features, 1) if not isinstance(fmt, Dense) else 1.0
+        )
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, format={self.format_name}, "
+            f"pattern={self.pattern}, stored={density:.3f}, bytes={fmt.nbytes}, bias={self.bias is not None}"
+        )
+
+    def _apply(self, fn, recurse=True):
+        # Only float32 CPU is supported: refuse a move or cast instead of failing in the kernel.
+        probe = fn(torch.zeros(1))
+        if probe.device.type != "cpu":
+            raise ValueError(
+                f"SparseLinear runs on the CPU; got a move to {probe.device}. Use sparsetorch.kernels.decompile "
+                "first (CUDA 2:4 / BSR paths: sparsetorch.kernels.cuda)"
+            )
+        if probe.dtype != torch.float32:
+            raise TypeError(f"SparseLinear stores float32; got a cast to {probe.dtype}. Decompile first.")
+        self._reset()
+        return super()._apply(fn, recurse)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._reset()
+        return super()._load_from_state_dict(*args, **kwargs)
+
+
+def from_tensors_unchecked(meta: dict, tensors: dict[str, Tensor]) -> Format:
+    """Rebuild a format without validation (the module's own tensors are trusted)."""
+    from sparsetorch.kernels.formats import FORMATS
+
+    cls = FORMATS[meta["format"]]
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name == "shape":
+            kwargs["shape"] = tuple(meta["shape"])
+        elif f.name in tensors:
+            t = tensors[f.name]
+            kwargs[f.name] = t.detach() if isinstance(t, nn.Parameter) else t
+        else:
+            kwargs[f.name] = meta[f.name]
+    return cls(**kwargs)

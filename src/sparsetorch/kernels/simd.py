@@ -1,0 +1,298 @@
+"""SIMD building blocks for numba kernels: a 16 x fp32 vector type and AVX-512 intrinsics.
+
+Why: numba's auto-vectoriser turns sparse decoding into gathers, which are 1.5-2x slower than
+scalar code on Zen 5 (see `shared/reference/perf.md`). The fast kernels instead decode with
+register-form `vexpandps` (bitmask) and `vpermt2ps` (2:4), keep several accumulators in zmm
+registers and prefetch explicitly. This module exposes those instructions to numba as a value
+type `f32x16` (an LLVM `<16 x float>`, so it lives in a register) and a handful of `@intrinsic`s.
+
+Only `vexpand` and `vpermt2_24` are x86 AVX-512 specific; everything else lowers to generic LLVM
+vector IR and is correct on any target. Callers must check `HAS_AVX512` (see `cpu.py`) before
+compiling a kernel that uses the x86-specific ones.
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, models, register_model
+
+_F32 = ir.FloatType()
+_I32 = ir.IntType(32)
+_V16 = ir.VectorType(_F32, 16)
+_I16V = ir.VectorType(_I32, 16)
+
+
+class F32x16Type(types.Type):
+    """A `<16 x float>` register value."""
+
+    def __init__(self) -> None:
+        super().__init__(name="f32x16")
+
+
+f32x16 = F32x16Type()
+
+
+@register_model(F32x16Type)
+class _F32x16Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type) -> None:
+        super().__init__(dmm, fe_type, _V16)
+
+
+def _fn(builder: ir.IRBuilder, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+    module = builder.module
+    existing = module.globals.get(name)
+    if existing is not None:
+        return existing
+    return ir.Function(module, ir.FunctionType(ret, args), name=name)
+
+
+def _elem_ptr(context, builder, arrty, arr, idx, idxty) -> ir.Value:
+    """Pointer to `arr[idx]` of a C-contiguous 1-D array (no bounds check)."""
+    ary = context.make_array(arrty)(context, builder, arr)
+    idx = context.cast(builder, idx, idxty, types.intp)
+    return builder.gep(ary.data, [idx])
+
+
+@intrinsic
+def vzero(typingctx):
+    """A zero vector."""
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(_V16, [0.0] * 16)
+
+    return f32x16(), codegen
+
+
+@intrinsic
+def vbcast(typingctx, x):
+    """`x` in all 16 lanes."""
+
+    def codegen(context, builder, sig, args):
+        v = context.cast(builder, args[0], sig.args[0], types.float32)
+        one = builder.insert_element(ir.Constant(_V16, None), v, ir.Constant(_I32, 0))
+        return builder.shuffle_vector(one, one, ir.Constant(_I16V, [0] * 16))
+
+    return f32x16(x), codegen
+
+
+@intrinsic
+def vload(typingctx, arr, idx):
+    """`arr[idx : idx + 16]` (float32, unaligned, unchecked)."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        return builder.load(builder.bitcast(ptr, _V16.as_pointer()), align=4)
+
+    return f32x16(arr, idx), codegen
+
+
+@intrinsic
+def vstore(typingctx, arr, idx, v):
+    """`arr[idx : idx + 16] = v` (float32, unaligned, unchecked)."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        builder.store(args[2], builder.bitcast(ptr, _V16.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return types.none(arr, idx, v), codegen
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    def codegen(context, builder, sig, args):
+        return builder.fadd(args[0], args[1])
+
+    return f32x16(a, b), codegen
+
+
+@intrinsic
+def vmul(typingctx, a, b):
+    def codegen(context, builder, sig, args):
+        return builder.fmul(args[0], args[1])
+
+    return f32x16(a, b), codegen
+
+
+@intrinsic
+def vfma(typingctx, a, b, c):
+    """`a * b + c`, fused."""
+
+    def codegen(context, builder, sig, args):
+        fn = _fn(builder, "llvm.fma.v16f32", _V16, [_V16, _V16, _V16])
+        return builder.call(fn, list(args))
+
+    return f32x16(a, b, c), codegen
+
+
+@intrinsic
+def vhsum(typingctx, v):
+    """Sum of the 16 lanes (a log-depth tree), as float32."""
+
+    def codegen(context, builder, sig, args):
+        x = args[0]
+        width = 16
+        while width > 1:
+            half = width // 2
+            lo = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(_I32, half), list(range(half))))
+            hi = builder.shuffle_vector(
+                x, x, ir.Constant(ir.VectorType(_I32, half), list(range(half, width)))
+            )
+            x = builder.fadd(lo, hi)
+            width = half
+        return builder.extract_element(x, ir.Constant(_I32, 0))
+
+    return types.float32(v), codegen
+
+
+@intrinsic
+def vlane(typingctx, v, i):
+    """Lane `i` of `v` as float32."""
+
+    def codegen(context, builder, sig, args):
+        idx = context.cast(builder, args[1], sig.args[1], types.int32)
+        return builder.extract_element(args[0], idx)
+
+    return types.float32(v, i), codegen
+
+
+@intrinsic
+def prefetch(typingctx, arr, idx):
+    """Software prefetch of `arr[idx]` into all cache levels (a hint: never faults)."""
+    if not isinstance(arr, types.Array):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        i8p = ir.IntType(8).as_pointer()
+        fn = _fn(builder, "llvm.prefetch.p0", ir.VoidType(), [i8p, _I32, _I32, _I32])
+        builder.call(
+            fn, [builder.bitcast(ptr, i8p), ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)]
+        )
+        return context.get_dummy_value()
+
+    return types.none(arr, idx), codegen
+
+
+@intrinsic
+def popcount(typingctx, x):
+    """Number of set bits of an integer, as int64."""
+    if not isinstance(x, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ty = args[0].type
+        fn = _fn(builder, f"llvm.ctpop.i{ty.width}", ty, [ty])
+        return context.cast(builder, builder.call(fn, [args[0]]), sig.args[0], types.int64)
+
+    return types.int64(x), codegen
+
+
+@intrinsic
+def ctz(typingctx, x):
+    """Index of the lowest set bit (undefined for 0), as int64."""
+    if not isinstance(x, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ty = args[0].type
+        fn = _fn(builder, f"llvm.cttz.i{ty.width}", ty, [ty, ir.IntType(1)])
+        r = builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 1)])
+        return context.cast(builder, r, sig.args[0], types.int64)
+
+    return types.int64(x), codegen
+
+
+# --- x86 AVX-512 only -------------------------------------------------------------------------
+
+
+@intrinsic
+def vexpand(typingctx, vals, off, mask):
+    """Register-form `vexpandps`: lane i gets the next of `vals[off:]` where bit i of `mask` is set.
+
+    Loads 16 floats from `vals[off]` unconditionally: `vals` must be padded by 16 elements.
+    """
+    if not (isinstance(vals, types.Array) and isinstance(mask, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        packed = builder.load(builder.bitcast(ptr, _V16.as_pointer()), align=4)
+        m16 = builder.trunc(args[2], ir.IntType(16)) if args[2].type.width > 16 else args[2]
+        bits = builder.bitcast(m16, ir.VectorType(ir.IntType(1), 16))
+        fn = _fn(
+            builder,
+            "llvm.x86.avx512.mask.expand.v16f32",
+            _V16,
+            [_V16, _V16, ir.VectorType(ir.IntType(1), 16)],
+        )
+        return builder.call(fn, [packed, ir.Constant(_V16, [0.0] * 16), bits])
+
+    return f32x16(vals, off, mask), codegen
+
+
+_BASE24 = [4 * (i // 2) for i in range(16)]  # value j of a 32-column window sits in group j // 2
+_SHIFT24 = [2 * i for i in range(16)]
+
+
+@intrinsic
+def vpermt2_24(typingctx, x, xoff, word):
+    """2:4 select with `vpermt2ps`: lane j = `x[xoff + 4 * (j // 2) + ((word >> 2j) & 3)]`.
+
+    `word` holds 16 two-bit positions (value j's position inside its group of 4), so one call
+    turns 32 input columns and one 32-bit index word into the 16 inputs of 16 kept weights.
+    """
+    if not (isinstance(x, types.Array) and isinstance(word, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        vp = builder.bitcast(ptr, _V16.as_pointer())
+        lo = builder.load(vp, align=4)
+        hi = builder.load(builder.gep(vp, [ir.Constant(_I32, 1)]), align=4)
+        w = args[2]
+        w = builder.trunc(w, _I32) if w.type.width > 32 else builder.zext(w, _I32) if w.type.width < 32 else w
+        wv = builder.insert_element(ir.Constant(_I16V, None), w, ir.Constant(_I32, 0))
+        wv = builder.shuffle_vector(wv, wv, ir.Constant(_I16V, [0] * 16))
+        idx = builder.and_(builder.lshr(wv, ir.Constant(_I16V, _SHIFT24)), ir.Constant(_I16V, [3] * 16))
+        idx = builder.add(idx, ir.Constant(_I16V, _BASE24))
+        fn = _fn(builder, "llvm.x86.avx512.vpermi2var.ps.512", _V16, [_V16, _I16V, _V16])
+        return builder.call(fn, [lo, idx, hi])
+
+    return f32x16(x, xoff, word), codegen
+
+
+@intrinsic
+def vcompress_cols(typingctx, buf, off, base, mask):
+    """Store `base + i` for each set bit i of `mask`, packed, at `buf[off:]` (register `vpcompressd`).
+
+    Writes 16 int32 lanes unconditionally: `buf` needs 16 elements of slack past the last index.
+    """
+    if not (isinstance(buf, types.Array) and buf.dtype == types.int32 and isinstance(mask, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        b = context.cast(builder, args[2], sig.args[2], types.int32)
+        bv = builder.insert_element(ir.Constant(_I16V, None), b, ir.Constant(_I32, 0))
+        bv = builder.shuffle_vector(bv, bv, ir.Constant(_I16V, [0] * 16))
+        lanes = builder.add(bv, ir.Constant(_I16V, list(range(16))))
+        m = args[3]
+        m16 = builder.trunc(m, ir.IntType(16)) if m.type.width > 16 else m
+        bits = builder.bitcast(m16, ir.VectorType(ir.IntType(1), 16))
+        fn = _fn(
+            builder,
+            "llvm.x86.avx512.mask.compress.v16i32",
+            _I16V,
+            [_I16V, _I16V, ir.VectorType(ir.IntType(1), 16)],
+        )
+        packed = builder.call(fn, [lanes, ir.Constant(_I16V, [0] * 16), bits])
+        builder.store(packed, builder.bitcast(ptr, _I16V.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return types.none(buf, off, base, mask), codegen

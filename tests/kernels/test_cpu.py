@@ -1,0 +1,132 @@
+"""Every kernel equals the dense masked reference, on every backend, at batch 1 to 100."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from kernels_testutil import random_layer
+
+from sparsetorch.kernels import cpu
+from sparsetorch.kernels import formats as F
+
+BACKENDS = [b for b in cpu.BACKENDS if b == "torch" or (b == "numba" and cpu.has_numba()) or cpu.has_avx512()]
+BATCHES = [1, 2, 3, 8, 17, 64, 100]
+
+
+def _reference(weight, mask, x):
+    return x @ torch.where(mask, weight, 0.0).T
+
+
+def _check(fmt, weight, mask, batch, seed=0):
+    x = torch.randn(batch, fmt.shape[1], generator=torch.Generator().manual_seed(seed))
+    ref = _reference(weight, mask, x)
+    for name in BACKENDS:
+        with cpu.use_backend(name):
+            y = cpu.linear(fmt, x)
+        torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-4, msg=lambda m, n=name: f"{fmt.name}/{n}: {m}")
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    out=st.integers(1, 70),
+    inp=st.integers(1, 130),
+    batch=st.sampled_from(BATCHES),
+    sparsity=st.sampled_from([0.0, 0.5, 0.9, 0.99, 1.0]),
+)
+def test_unstructured_kernels_match_reference(out, inp, batch, sparsity):
+    weight, mask = random_layer(out, inp, sparsity=sparsity)
+    for fmt in (
+        F.Bitmask.from_dense(weight, mask),
+        F.CSR.from_dense(weight, mask),
+        F.Dense.from_dense(weight, mask),
+    ):
+        _check(fmt, weight, mask, batch)
+
+
+def test_csr32_kernels_match_reference():
+    weight, mask = random_layer(33, 77, sparsity=0.7)
+    for batch in BATCHES:
+        _check(F.CSR.from_dense(weight, mask, index_bits=32), weight, mask, batch)
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    out=st.integers(1, 50),
+    groups=st.integers(1, 40),
+    nm=st.sampled_from([(2, 4), (1, 4), (4, 8), (2, 8)]),
+    batch=st.sampled_from(BATCHES),
+)
+def test_nm_kernels_match_reference(out, groups, nm, batch):
+    n, m = nm
+    weight, mask = random_layer(out, groups * m, kind="nm", n=n, m=m)
+    _check(F.NMPacked.from_dense(weight, mask, n=n, m=m), weight, mask, batch)
+
+
+@pytest.mark.parametrize(("bh", "bw"), [(4, 16), (2, 3), (1, 1)])
+@pytest.mark.parametrize("batch", [1, 8, 64])
+def test_block_kernels_match_reference(bh, bw, batch):
+    weight, mask = random_layer(5 * bh, 9 * bw, kind="block", bh=bh, bw=bw, sparsity=0.5)
+    _check(F.BlockSparse.from_dense(weight, mask, bh=bh, bw=bw), weight, mask, batch)
+
+
+def test_large_layer_uses_all_threads_and_matches():
+    weight, mask = random_layer(300, 1000, sparsity=0.9)
+    x = torch.randn(64, 1000)
+    ref = _reference(weight, mask, x)
+    for fmt in (F.Bitmask.from_dense(weight, mask), F.CSR.from_dense(weight, mask)):
+        for threads in (1, 2):
+            torch.testing.assert_close(cpu.linear(fmt, x, threads=threads), ref, rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(cpu.linear(fmt, x[:1], threads=threads), ref[:1], rtol=1e-4, atol=1e-4)
+
+
+def test_leading_dims_and_empty_batch():
+    weight, mask = random_layer(12, 20)
+    fmt = F.Bitmask.from_dense(weight, mask)
+    x = torch.randn(2, 3, 20)
+    torch.testing.assert_close(cpu.linear(fmt, x), _reference(weight, mask, x), rtol=1e-4, atol=1e-4)
+    assert cpu.linear(fmt, torch.randn(0, 20)).shape == (0, 12)
+
+
+def test_fallback_equals_fast_path_when_numba_is_missing(monkeypatch):
+    weight, mask = random_layer(40, 48, kind="nm")
+    fmt = F.NMPacked.from_dense(weight, mask)
+    x = torch.randn(5, 48)
+    fast = cpu.linear(fmt, x)
+    monkeypatch.setattr(cpu, "has_numba", lambda: False)
+    monkeypatch.setattr(cpu, "has_avx512", lambda: False)
+    assert cpu.default_backend() == "torch"
+    torch.testing.assert_close(cpu.linear(fmt, x), fast, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="not available"), cpu.use_backend("numba"):
+        pass
+
+
+def test_env_var_forces_backend(monkeypatch):
+    monkeypatch.setenv("SPARSETORCH_KERNELS", "torch")
+    assert cpu.backend() == "torch"
+    monkeypatch.setenv("SPARSETORCH_KERNELS", "gpu")
+    with pytest.raises(ValueError, match="SPARSETORCH_KERNELS"):
+        cpu.default_backend()
+
+
+def test_bad_inputs_raise_clear_errors():
+    weight, mask = random_layer(8, 16)
+    fmt = F.CSR.from_dense(weight, mask)
+    with pytest.raises(TypeError, match="float32"):
+        cpu.linear(fmt, torch.randn(2, 16, dtype=torch.float64))
+    with pytest.raises(ValueError, match="features"):
+        cpu.linear(fmt, torch.randn(2, 15))
+    with pytest.raises(ValueError, match="CPU"):
+        cpu.linear(fmt, torch.empty(2, 16, device="meta"))
+    with pytest.raises(TypeError, match="Tensor"):
+        cpu.linear(fmt, [[0.0] * 16])
+    with pytest.raises(ValueError, match="unknown kernel backend"), cpu.use_backend("cuda"):
+        pass
+    with pytest.raises(ValueError, match="threads"):
+        cpu.linear(fmt, torch.randn(1, 16), threads=0)
+
+
+def test_cpu_detection_reports_something():
+    assert isinstance(cpu.cpu_name(), str) and cpu.cpu_name()
+    assert cpu.default_backend() in cpu.BACKENDS
