@@ -11,6 +11,7 @@ from sparsetorch.masks import attach, load, masks, resolve_targets, save, squash
 from sparsetorch.methods import create_method, list_methods
 from sparsetorch.patterns import NM, Block, Channel, Unstructured, parse_pattern, select
 from sparsetorch.pruning import PruneReport, prune
+from sparsetorch.training import SparseTrainingMethod, evaluate, fit
 
 __version__ = "0.1.0"
 
@@ -27,6 +28,7 @@ __all__ = [
     "Block",
     "Channel",
     "PruneReport",
+    "SparseTrainingMethod",
     "SparsityReport",
     "Unstructured",
     "attach",
@@ -34,6 +36,8 @@ __all__ = [
     "create_method",
     "create_model",
     "decompile",
+    "evaluate",
+    "fit",
     "list_methods",
     "load",
     "masks",

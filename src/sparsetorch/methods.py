@@ -60,7 +60,8 @@ def method_registry(kind: str) -> Registry[type[Method]]:
 
 def _load_all() -> None:
     # Importing the subpackages fills their registries.
-    import sparsetorch.pruning  # noqa: F401
+    import sparsetorch.pruning
+    import sparsetorch.training  # noqa: F401
 
 
 def list_methods(pattern: str = "*", *, kind: str | None = None) -> list[str]:
