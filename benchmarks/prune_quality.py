@@ -39,11 +39,15 @@ def table(title: str, rows: list[dict], metric: str) -> Table:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--models", nargs="+", default=["minilm", "gpt"], choices=["minilm", "gpt"])
     parser.add_argument("--methods", nargs="+", default=METHODS)
     parser.add_argument("--levels", nargs="+", default=["0.5", "0.7", "2:4"])
     parser.add_argument("--samples", type=int, default=128)
+    parser.add_argument("--eval-chars", type=int, default=None, help="GPT: evaluate on this many test chars")
+    parser.add_argument("--minilm-samples", type=int, default=None, help="calibration samples for MiniLM")
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--json", default=None, help="write all rows to this file")
     args = parser.parse_args()
@@ -53,14 +57,27 @@ def main() -> None:
     console.print(f"torch threads: {torch.get_num_threads()}, samples {args.samples} x {args.seq_len} tokens")
     results = {}
     start = time.perf_counter()
-    if "minilm" in args.models:
-        rows = minilm_runs(settings, samples=args.samples, seq_len=args.seq_len)
-        results["minilm"] = rows
-        console.print(table("all-MiniLM-L6-v2: embedding cosine to dense (held-out sentences)", rows, "cosine"))
+
+    def show(row: dict) -> None:
+        metric = "cosine" if "cosine" in row else "perplexity"
+        console.print(
+            f"  {row['setting']}: {metric} {row[metric]:.4f}, error {row['mean_error']:.4f}, "
+            f"{row['seconds']:.1f} s",
+            highlight=False,
+        )
+
     if "gpt" in args.models:
-        rows = gpt_runs(settings, samples=args.samples, seq_len=args.seq_len)
+        rows = gpt_runs(
+            settings, samples=args.samples, seq_len=args.seq_len, eval_chars=args.eval_chars, on_row=show
+        )
         results["gpt"] = rows
         console.print(table("tiny GPT: perplexity on held-out Shakespeare works", rows, "perplexity"))
+    if "minilm" in args.models:
+        samples = args.minilm_samples or args.samples
+        rows = minilm_runs(settings, samples=samples, seq_len=args.seq_len, on_row=show)
+        results["minilm"] = rows
+        title = f"all-MiniLM-L6-v2 ({samples} calibration windows): embedding cosine to dense (held-out sentences)"
+        console.print(table(title, rows, "cosine"))
     console.print(f"total {time.perf_counter() - start:.0f} s")
     if args.json:
         with open(args.json, "w") as f:

@@ -12,7 +12,7 @@ Each run prunes a fresh copy of the dense model, so settings never leak into eac
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -71,6 +71,9 @@ def _run(
     return pruned, row
 
 
+Row = dict[str, Any]
+
+
 def minilm_runs(
     settings: Iterable[Setting],
     *,
@@ -78,8 +81,12 @@ def minilm_runs(
     seq_len: int = 128,
     sentences: int = 512,
     seed: int = 0,
-) -> list[dict[str, Any]]:
-    """Prune all-MiniLM-L6-v2 under each setting; embedding fidelity on held-out sentences."""
+    on_row: Callable[[Row], None] | None = None,
+) -> list[Row]:
+    """Prune all-MiniLM-L6-v2 under each setting; embedding fidelity on held-out sentences.
+
+    `on_row` is called with each row as soon as it is measured (for progress output).
+    """
     from sparsetorch.data import docstring_sentences
     from sparsetorch.models.hf import embed, load_minilm
 
@@ -90,6 +97,8 @@ def minilm_runs(
     for setting in settings:
         pruned, row = _run(model, setting, "stdlib-docstrings", samples=samples, seq_len=seq_len, seed=seed)
         rows.append({**row, **embedding_agreement(dense, embed(pruned, tokenizer, texts))})
+        if on_row:
+            on_row(rows[-1])
     return rows
 
 
@@ -101,12 +110,14 @@ def gpt_runs(
     seq_len: int = 128,
     eval_chars: int | None = None,
     seed: int = 0,
-) -> list[dict[str, Any]]:
+    on_row: Callable[[Row], None] | None = None,
+) -> list[Row]:
     """Prune the Shakespeare GPT under each setting; perplexity on the held-out test works.
 
     Args:
         model: the dense model (default: the cached reference `gpt-tiny`, trained on first use).
         eval_chars: evaluate on the first `eval_chars` characters of the test split (all by default).
+        on_row: called with each row as soon as it is measured.
     """
     from sparsetorch.data import load_shakespeare
     from sparsetorch.models.gpt import encode
@@ -121,4 +132,6 @@ def gpt_runs(
     for setting in settings:
         pruned, row = _run(model, setting, "shakespeare", samples=samples, seq_len=seq_len, seed=seed)
         rows.append({**row, **lm_perplexity(pruned, ids, seq_len=seq_len)})
+        if on_row:
+            on_row(rows[-1])
     return rows
