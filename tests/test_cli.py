@@ -135,3 +135,12 @@ def test_prune_bad_input_exits_cleanly(tmp_path, lenet_checkpoint):
     result = runner.invoke(app, ["prune", "--model", "lenet-3OO-100", "--out", str(out)])
     assert result.exit_code == 2 and "did you mean" in result.output
     assert not out.exists()
+
+
+def test_papers_run_refuses_planned_papers_and_bad_scales():
+    result = runner.invoke(app, ["papers", "run", "g2gnet", "--scale", "tiny"])
+    assert result.exit_code == 2 and "no reproduction yet" in result.output
+    result = runner.invoke(app, ["papers", "run", "dsnot", "--scale", "huge"])
+    assert result.exit_code == 2
+    result = runner.invoke(app, ["papers", "run", "dsnott"])
+    assert result.exit_code == 2 and "did you mean" in result.output

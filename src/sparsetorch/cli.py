@@ -89,6 +89,29 @@ def papers_list(
     console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
 
 
+@papers_app.command("run")
+def papers_run(
+    key: Annotated[str, typer.Argument(help="Paper key, e.g. dsnot.")],
+    scale: Annotated[str, typer.Option(help="tiny (seconds), small (minutes) or full.")] = "small",
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the result as JSON here.")
+    ] = None,
+) -> None:
+    """Run a paper's reproduction and print the measured claim: each check, and whether it holds."""
+    from sparsetorch.papers import get_paper, run_paper
+
+    try:
+        paper = get_paper(key)
+        result = run_paper(key, scale)
+    except (KeyError, ValueError, NotImplementedError) as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from None
+    console.print(f"[bold]{paper.key}[/bold] — {paper.claim}")
+    console.print(result.render(), highlight=False)
+    if json_out:
+        json_out.write_text(json.dumps(result.to_dict(), indent=2))
+
+
 @app.command("report")
 def report_cmd(
     checkpoint: Annotated[Path, typer.Argument(help="A sparsetorch safetensors checkpoint (from `save`).")],
