@@ -17,7 +17,6 @@ from __future__ import annotations
 import fnmatch
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from sparsetorch._io import atomic_path
 from sparsetorch.patterns import Pattern, Unstructured, parse_pattern
 
 FORMAT = "sparsetorch"
@@ -269,16 +269,8 @@ def save(model: nn.Module, path: str | os.PathLike, *, metadata: dict[str, str] 
         "model_config": json.dumps(spec.get("config", {})),
         **(metadata or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Write to a temporary file and rename, so an interrupted save never leaves a partial file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:  # an interrupted save never leaves a partial file
         save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

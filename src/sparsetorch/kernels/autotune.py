@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import statistics
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -28,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from sparsetorch._io import atomic_path
 from sparsetorch.kernels import cpu
 from sparsetorch.kernels.formats import Format, build
 
@@ -95,15 +94,8 @@ def _read(path: Path) -> dict:
 
 
 def _write(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)
 
 
 def time_ms(fn, *, min_reps: int = 5, max_reps: int = 25, budget_s: float = 0.25) -> float:

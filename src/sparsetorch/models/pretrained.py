@@ -20,12 +20,9 @@ The training loops here are deliberately minimal and private; `sparsetorch.train
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -38,6 +35,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from sparsetorch._io import atomic_path
 from sparsetorch.evaluation import classification_metrics
 from sparsetorch.models import create_model
 from sparsetorch.registry import Registry
@@ -221,19 +219,8 @@ def _load(name: str, recipe: Recipe, path: Path) -> nn.Module:
 
 
 def _save_atomic(path: Path, state: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         save_file(state, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a cache entry is an ordinary readable file
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _progress_bar(enabled: bool):
