@@ -351,6 +351,12 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
     # Everything checked: now modify the model. Masks first (they reshape state_dict keys).
     squash(model)
     attach(model, mask_tensors, patterns={k: pattern_map.get(k, "unstructured") for k in mask_tensors})
+    copy_plain_state(model, plain)
+    return model
+
+
+def copy_plain_state(model: nn.Module, plain: dict[str, Tensor]) -> None:
+    """Copy tensors keyed by plain FQNs (see `_plain_state`) into the model's weights and buffers."""
     lookup = _lookup(model)
     with torch.no_grad():
         for key, value in plain.items():
@@ -365,4 +371,3 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
                 owner, _, name = key.rpartition(".")
                 target = model.get_submodule(owner).get_buffer(name) if owner else model.get_buffer(name)
             target.copy_(value)
-    return model

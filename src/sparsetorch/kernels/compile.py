@@ -39,6 +39,7 @@ from sparsetorch.masks import (
     _mask_of,
     _plain_state,
     attach,
+    copy_plain_state,
     masks,
     named_weights,
     patterns_of,
@@ -330,20 +331,7 @@ def load_compiled(path: str | os.PathLike, model: nn.Module, *, threads: int | N
             squash_one(module, name)
     if mask_tensors:
         attach(model, mask_tensors, patterns={k: pattern_map.get(k, "unstructured") for k in mask_tensors})
-    lookup = _lookup(model)
-    with torch.no_grad():
-        for key, value in plain.items():
-            if key in lookup:
-                module, name = lookup[key]
-                tgt = (
-                    module.parametrizations[name].original
-                    if _mask_of(module, name)
-                    else getattr(module, name)
-                )
-            else:
-                owner, _, name = key.rpartition(".")
-                tgt = model.get_submodule(owner).get_buffer(name) if owner else model.get_buffer(name)
-            tgt.copy_(value)
+    copy_plain_state(model, plain)
     return model
 
 
