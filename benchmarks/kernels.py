@@ -217,37 +217,63 @@ def run_group(shape: str, batch: int, sparsity: str, threads: int, bw: dict[int,
 
 
 def cuda_bench(args) -> list[dict]:
-    """2:4 via `to_sparse_semi_structured` and BSR on CUDA, vs dense fp16 matmul (GPU only)."""
-    results = []
+    """2:4 (cuSPARSELt / CUTLASS) and BSR on CUDA vs dense `F.linear` in the same dtype (GPU only).
+
+    Uses `sparsetorch.kernels.cuda.CudaSparseLinear`, i.e. exactly what `compile` installs, timed
+    with CUDA events (median of 20 after 3 warm-ups).
+    """
+    results: list[dict] = []
     if not torch.cuda.is_available():
         print("--cuda: no CUDA device; skipped", file=sys.stderr)
         return results
-    from torch.sparse import to_sparse_semi_structured
+    from sparsetorch.kernels import cuda
 
-    for shape in ("4096x4096", "11008x4096", "8192x8192"):
+    print(f"\n### CUDA: {torch.cuda.get_device_name()} (torch {torch.__version__})\n")
+    print("| shape (out x in) | dtype | layout | batch | dense ms | sparse ms | speedup |")
+    print("|---|---|---|---|---|---|---|")
+    gen = torch.Generator().manual_seed(0)
+    for shape in ("4096x4096", "11008x4096", "4096x11008", "8192x8192", "16384x16384"):
         out, inp = (int(v) for v in shape.split("x"))
-        w, _ = make_layer(out, inp, "2:4")
-        wd = w.half().cuda()
-        for batch in (64, 512, 4096):
-            x = torch.randn(batch, inp, device="cuda", dtype=torch.half)
-            ws = to_sparse_semi_structured(wd)
-
-            def timed(fn):
-                for _ in range(3):
-                    fn()
-                torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                for _ in range(20):
-                    fn()
-                torch.cuda.synchronize()
-                return (time.perf_counter() - t0) / 20 * 1e3
-
-            td = timed(lambda x=x, wd=wd: F.linear(x, wd))
-            ts = timed(lambda x=x, ws=ws: F.linear(x, ws))
-            results.append(
-                {"shape": shape, "batch": batch, "dense_ms": td, "sparse24_ms": ts, "speedup": td / ts}
-            )
-            print(f"cuda 2:4 {shape} B={batch}: dense {td:.3f} ms, 2:4 {ts:.3f} ms, x{td / ts:.2f}")
+        w = torch.randn(out, inp, generator=gen)
+        cases = [("2:4", torch.float16), ("2:4", torch.bfloat16), ("bsr32x32@90%", torch.float16)]
+        for layout, dtype in cases:
+            if layout == "2:4":
+                mask = select(w.abs(), NM(2, 4))
+                kw = {"layout": "2:4"}
+            else:
+                tiles = torch.rand(out // 32, inp // 32, generator=gen) >= 0.9  # keep 10% of tiles
+                mask = tiles.repeat_interleave(32, 0).repeat_interleave(32, 1)
+                kw = {"layout": "bsr", "block": (32, 32)}
+            wd = w.to("cuda", dtype)
+            try:
+                layer = cuda.CudaSparseLinear.from_linear(wd, mask, None, **kw)
+            except (ValueError, RuntimeError, TypeError) as e:
+                print(f"| {shape} | {dtype} | {layout} | - | refused: {e} |")
+                continue
+            for batch in (16, 128, 1024, 4096, 16384):
+                try:
+                    t = cuda.time_layer(wd * mask.to("cuda", dtype), None, layer, batch)
+                except (RuntimeError, ValueError) as e:
+                    print(f"| {shape} | {dtype} | {layout} | {batch} | failed: {str(e)[:80]} |")
+                    continue
+                dt = str(dtype).removeprefix("torch.")
+                results.append(
+                    {
+                        "shape": shape,
+                        "dtype": dt,
+                        "layout": layout,
+                        "batch": batch,
+                        "dense_ms": t.dense_ms,
+                        "sparse_ms": t.sparse_ms,
+                        "speedup": t.speedup,
+                    }
+                )
+                print(
+                    f"| {shape} | {dt} | {layout} | {batch} | {t.dense_ms:.4f} | {t.sparse_ms:.4f} | "
+                    f"{t.speedup:.2f}x |"
+                )
+            del layer, wd
+            torch.cuda.empty_cache()
     return results
 
 
@@ -294,14 +320,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     p.add_argument("--budget", type=float, default=0.4, help="seconds of repetitions per measurement")
     p.add_argument("--json", default=None, help="write all rows to this JSON file")
-    p.add_argument("--cuda", action="store_true", help="also run the CUDA 2:4 path (needs a GPU)")
+    p.add_argument("--cuda", action="store_true", help="also run the CUDA 2:4 / BSR paths (needs a GPU)")
+    p.add_argument("--cuda-only", action="store_true", help="run only the CUDA paths")
     p.add_argument(
         "--deepsparse", default=None, metavar="VENV", help="DeepSparse venv (not implemented: reported)"
     )
     args = p.parse_args(argv)
+    if args.cuda_only:
+        args.cuda, args.shapes = True, ""
     if args.quick:
         args.shapes, args.sparsities, args.budget = "1536x384,4096x4096", "0.9,2:4", 0.2
-    shapes = args.shapes.split(",")
+    shapes = [s for s in args.shapes.split(",") if s]
     sparsities = args.sparsities.split(",")
     batches = [int(b) for b in args.batches.split(",")]
     threads = [int(t) for t in args.threads.split(",")]
@@ -309,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         f"torch {torch.__version__}, backend {cpu.backend()}, cpu {cpu.cpu_name()}, {platform.machine()}, "
         f"{os.cpu_count()} cpus"
     )
-    bw = {t: read_bandwidth(t) for t in threads}
+    bw = {t: read_bandwidth(t) for t in threads} if shapes else {}
     print("read bandwidth (GB/s): " + ", ".join(f"{t} thread(s) {v:.1f}" for t, v in bw.items()))
     if args.deepsparse:
         print(

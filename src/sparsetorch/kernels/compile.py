@@ -119,7 +119,7 @@ def compile(
     *,
     formats: str | Mapping[str, str] = "auto",
     threads: int | None = None,
-    batch: int | Iterable[int] = (1, 64),
+    batch: int | Iterable[int] | None = None,
     use_cache: bool = True,
 ) -> nn.Module:
     """Swap every masked `nn.Linear` of `model` for a `SparseLinear`, in place; returns `model`.
@@ -130,7 +130,8 @@ def compile(
             `"csr"`, `"2:4"`, `"block4x16"`, `"dense"`, ...), or `{fqn glob: format}`.
         threads: kernel threads (None: `torch.get_num_threads()` at each call).
         batch: the batch sizes (rows of the 2-D input) the model will run at; `"auto"` keeps a
-            sparse format only if it beats dense in every one of their regimes.
+            sparse format only if it beats dense in every one of their regimes. Default (1, 64)
+            on the CPU; on CUDA the largest given (default 4096) is timed.
         use_cache: read and write the autotune cache (`autotune.cache_path()`).
 
     Raises:
@@ -143,8 +144,13 @@ def compile(
             "sparsetorch.compile: the model has no masks attached; nothing to compile", stacklevel=2
         )
         return model
+    if any(m.device.type == "cuda" for m in attached.values()):
+        from sparsetorch.kernels import cuda
+
+        cuda_batch = {} if batch is None else {"batch": batch if isinstance(batch, int) else max(batch)}
+        return cuda.compile(model, formats=formats, **cuda_batch)
     patterns = patterns_of(model)
-    batches = [batch] if isinstance(batch, int) else list(batch)
+    batches = [1, 64] if batch is None else [batch] if isinstance(batch, int) else list(batch)
     lookup = _lookup(model)
     plan: list[tuple[str, nn.Linear, SparseLinear]] = []
     for fqn, mask in attached.items():
@@ -200,8 +206,11 @@ def decompile(model: nn.Module) -> nn.Module:
     """Replace every `SparseLinear` by an `nn.Linear` with its mask attached, in place; returns `model`.
 
     The result is the plain masked model (`squash` it for a plain dense one); its outputs equal
-    the compiled model's.
+    the compiled model's. CUDA layers (`kernels.cuda`) are decompiled too.
     """
+    from sparsetorch.kernels import cuda
+
+    cuda.decompile(model)
     new_masks: dict[str, Tensor] = {}
     new_patterns: dict[str, str] = {}
     for fqn, sparse in sparse_layers(model).items():
