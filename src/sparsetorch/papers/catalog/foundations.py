@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from sparsetorch.papers import sdr_dendrites
 from sparsetorch.papers.base import Axis, Paper
 
 CATALOG: tuple[Paper, ...] = (
@@ -26,6 +27,13 @@ CATALOG: tuple[Paper, ...] = (
             "synapses for many patterns can be mixed on one segment (the union property), and the derived "
             "accuracy equations predict optimal NMDA spiking thresholds that match measured ones."
         ),
+        modules=(
+            "sparsetorch.sdr.sdr",
+            "sparsetorch.sdr.theory",
+            "sparsetorch.sdr.simulate",
+            "sparsetorch.sdr.dendrite",
+        ),
+        reproduce=sdr_dendrites.reproduce,
     ),
     Paper(
         index=4,
