@@ -1,0 +1,79 @@
+"""Routes: which experts compute each token (sparse mixture-of-experts).
+
+- `gates`: `Routing(indices, weights, aux)`, the gates and their registry `GATES`;
+- `losses`: the aux values (balance loss, z-loss, entropy, load);
+- `dispatch`: dropless (sort + grouped matmul) and Tutel-style capacity dispatch;
+- `moe`: the `MoE` layer and its `Experts`;
+- `monitor`: dead experts, entropy, routing fluctuation, load histogram;
+- `parallel`: expert parallelism over `torch.distributed` (all_to_all).
+"""
+
+from __future__ import annotations
+
+from sparsetorch.routing.dispatch import capacity, capacity_dispatch, dropless, slot_locations
+from sparsetorch.routing.gates import (
+    GATES,
+    ExpertChoiceGate,
+    Gate,
+    HashGate,
+    LinearGate,
+    OracleGate,
+    RandomGate,
+    Routing,
+    SinkhornGate,
+    SwitchGate,
+    TopKGate,
+    expert_choice_gating,
+    random_gating,
+    sinkhorn,
+    sinkhorn_gating,
+    top_k_gating,
+)
+from sparsetorch.routing.losses import balance_loss, expert_load, routing_entropy, z_loss
+from sparsetorch.routing.moe import Experts, MoE, name_gates
+from sparsetorch.routing.monitor import (
+    RoutingMonitor,
+    capture_routing,
+    dead_experts,
+    load_entropy,
+    load_histogram,
+    routing_fluctuation,
+)
+from sparsetorch.routing.parallel import ExpertParallelMoE
+
+__all__ = [
+    "GATES",
+    "ExpertChoiceGate",
+    "ExpertParallelMoE",
+    "Experts",
+    "Gate",
+    "HashGate",
+    "LinearGate",
+    "MoE",
+    "OracleGate",
+    "RandomGate",
+    "Routing",
+    "RoutingMonitor",
+    "SinkhornGate",
+    "SwitchGate",
+    "TopKGate",
+    "balance_loss",
+    "capacity",
+    "capacity_dispatch",
+    "capture_routing",
+    "dead_experts",
+    "dropless",
+    "expert_choice_gating",
+    "expert_load",
+    "load_entropy",
+    "load_histogram",
+    "name_gates",
+    "random_gating",
+    "routing_entropy",
+    "routing_fluctuation",
+    "sinkhorn",
+    "sinkhorn_gating",
+    "slot_locations",
+    "top_k_gating",
+    "z_loss",
+]
