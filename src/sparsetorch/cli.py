@@ -22,6 +22,11 @@ papers_app = typer.Typer(help="The seed papers: list them, see their status.", n
 models_app = typer.Typer(help="Reference models: train and cache them.", no_args_is_help=True)
 app.add_typer(papers_app, name="papers")
 app.add_typer(models_app, name="models")
+bench_app = typer.Typer(
+    help="The bench: run suites of methods x tasks into a resumable store, report, export.",
+    no_args_is_help=True,
+)
+app.add_typer(bench_app, name="bench")
 # Pipes and CI logs get a wide console so FQNs stay whole; terminals keep their own width.
 console = Console(width=None if sys.stdout.isatty() else 140)
 
@@ -234,6 +239,106 @@ def demo(
         console.print(f"[red]error:[/red] --sparsities must be numbers like 0.5,0.9, got {sparsities!r}")
         raise typer.Exit(2) from None
     run_demo(levels, distribution=distribution, console=console)
+
+
+def _bench_error(err: Exception) -> typer.Exit:
+    console.print(f"[red]error:[/red] {err}")
+    return typer.Exit(2)
+
+
+@bench_app.command("run")
+def bench_run(
+    suite: Annotated[str, typer.Option(help="quick, standard, full, or a suite YAML file.")] = "quick",
+    dir: Annotated[
+        Path | None, typer.Option("--dir", help="Bench directory (default: sparsetorch-bench/SUITE).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Runs at a time.")] = 2,
+    ray: Annotated[
+        str | None, typer.Option(help="Run on Ray: 'local' (start one here) or HOST:PORT of a cluster.")
+    ] = None,
+    retry_failed: Annotated[bool, typer.Option(help="Run again the runs recorded as failed.")] = True,
+    report: Annotated[bool, typer.Option(help="Write DIR/report.html at the end.")] = True,
+) -> None:
+    """Run a suite; only runs not yet complete in DIR are run (kill and rerun to resume)."""
+    from sparsetorch.bench import BenchError, Store, load_suite, run_sweep
+    from sparsetorch.bench.report import leaderboard, write_report
+    from sparsetorch.bench.runner import default_dir
+
+    try:
+        parsed = load_suite(suite)
+        directory = dir or default_dir(parsed.name)
+        console.print(
+            f"suite [bold]{parsed.name}[/bold] ({parsed.path}): {len(parsed.runs)} runs -> {directory}"
+        )
+        result = run_sweep(parsed.runs, directory, workers=workers, ray=ray, retry_failed=retry_failed)
+        with Store(directory) as store:
+            hashes = [spec.row()["config_hash"] for spec in parsed.runs]
+            records = store.records(hashes=hashes)
+    except BenchError as err:
+        raise _bench_error(err) from None
+    console.print(_leaderboard_table(leaderboard(records)))
+    console.print(
+        f"{result.completed} completed, {result.failed} failed, {result.skipped} already done or skipped, "
+        f"in {result.seconds:.1f} s"
+    )
+    if report:
+        console.print(f"report: {write_report(directory)}")
+    if result.failed:
+        raise typer.Exit(1)
+
+
+def _leaderboard_table(rows: list[dict]) -> Table:
+    from sparsetorch.bench.report import format_level
+
+    table = Table(title="leaderboard (mean ± std over seeds)", header_style="bold")
+    for column in ("task", "level", "rank", "method", "metric", "mean ± std", "seeds"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(
+            r["task"],
+            format_level(r["level"]),
+            str(r["rank"]),
+            r["method"],
+            r["metric"],
+            f"{r['mean']:.4g} ± {r['std']:.2g}",
+            str(r["n"]),
+        )
+    return table
+
+
+@bench_app.command("report")
+def bench_report(dir: Annotated[Path, typer.Argument(help="A bench directory.")]) -> None:
+    """Write DIR/report.html: curves, speed and size plots, leaderboards, environment, run configs."""
+    from sparsetorch.bench import BenchError
+    from sparsetorch.bench.report import write_report
+
+    try:
+        console.print(f"report: {write_report(dir)}")
+    except BenchError as err:
+        raise _bench_error(err) from None
+
+
+@bench_app.command("export")
+def bench_export(
+    dir: Annotated[Path, typer.Argument(help="A bench directory.")],
+    csv: Annotated[bool, typer.Option("--csv", help="CSV (the default).")] = False,
+    parquet: Annotated[bool, typer.Option("--parquet", help="Parquet (needs --out).")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write here (CSV default: standard output).")] = None,
+) -> None:
+    """One row per run: task, method, sparsity, pattern, seed, config hash, status, metrics."""
+    from sparsetorch.bench import BenchError
+    from sparsetorch.bench.export import export_runs
+
+    if csv and parquet:
+        raise _bench_error(ValueError("choose one of --csv and --parquet"))
+    try:
+        result = export_runs(dir, fmt="parquet" if parquet else "csv", out=out)
+    except (BenchError, ValueError) as err:
+        raise _bench_error(err) from None
+    if out is None:
+        sys.stdout.write(str(result))
+    else:
+        console.print(f"wrote {result}")
 
 
 def main() -> None:

@@ -1,0 +1,77 @@
+"""The bench task: what one run trains or prunes, on which data, measured how.
+
+A task is small and self-describing. It owns its data, model, default budget and metrics; its
+`version` goes into every run's config hash, so changing what a task measures (bump the version)
+never mixes old results with new ones. `run(spec)` does one run and returns flat metrics; it is
+called in a fresh worker process with the global RNG seeded from the spec.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+from sparsetorch.bench.spec import RunSpec
+from sparsetorch.patterns import NM, parse_pattern
+from sparsetorch.registry import Registry
+
+DENSE = "dense"  # the baseline method every task accepts (sparsity 0)
+KINDS = ("training", "pruning", "speed")
+
+
+class Task:
+    """Base of the registered bench tasks; subclasses set the class attributes and `run`."""
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    kind: ClassVar[str]  # "training" | "pruning" | "speed": which methods it takes
+    metric: ClassVar[str]  # the primary metric (plots, leaderboard)
+    higher_is_better: ClassVar[bool] = True
+    description: ClassVar[str] = ""
+    default_budget: ClassVar[dict[str, Any]] = {}
+    exclusive: ClassVar[bool] = False  # run alone, after the pool (timings)
+
+    def method_names(self) -> Registry:
+        """The registry that this task's method names are looked up in."""
+        from sparsetorch.methods import _load_all, method_registry
+
+        _load_all()
+        return method_registry(self.kind)
+
+    def check(self, spec: RunSpec) -> None:
+        """Raise ValueError/KeyError naming what is wrong with `spec` for this task (before any run)."""
+        unknown = set(spec.budget) - set(self.default_budget)
+        if unknown:
+            raise ValueError(
+                f"task {self.name!r} has no budget key(s) {sorted(unknown)}; known: {sorted(self.default_budget)}"
+            )
+        pattern = parse_pattern(spec.pattern)
+        if spec.method == DENSE:
+            if spec.sparsity not in (0, 0.0, None) or spec.pattern != "unstructured":
+                raise ValueError("method 'dense' is the baseline: sparsity 0 and pattern unstructured")
+            return
+        self.method_names().get(spec.method)  # KeyError with "did you mean"
+        if spec.sparsity is None:
+            if not isinstance(pattern, NM):
+                raise ValueError(f"{spec.label}: a sparsity is required unless the pattern is N:M")
+        elif not (isinstance(spec.sparsity, int | float) and 0.0 <= spec.sparsity < 1.0) or math.isnan(
+            spec.sparsity
+        ):
+            raise ValueError(f"{spec.label}: sparsity must be in [0, 1), got {spec.sparsity!r}")
+
+    def run(self, spec: RunSpec) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def budget(self, spec: RunSpec) -> dict[str, Any]:
+        return {**self.default_budget, **spec.budget}
+
+
+TASKS: Registry[Task] = Registry("bench task")
+
+
+def size_metrics(model) -> dict[str, float]:
+    """Achieved sparsity and compact size (smallest format's bytes / dense bytes) of the targets."""
+    from sparsetorch.accounting import report
+
+    rep = report(model)
+    return {"achieved_sparsity": rep.sparsity, "size_ratio": 1.0 / rep.memory_speedup}
