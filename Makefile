@@ -4,13 +4,13 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev,data,hf
+EXTRAS ?= dev,data,hf,bench,ray
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
 .PHONY: demo test setup data lint clean
 
 demo: setup data
-	$(VENV)/bin/sparsetorch demo
+	$(VENV)/bin/sparsetorch bench run --suite quick --dir sparsetorch-bench/quick
 
 test: setup data
 	$(PY) -m pytest $(PYTEST_ARGS)

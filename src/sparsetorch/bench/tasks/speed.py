@@ -41,6 +41,7 @@ class KernelSpeed(Task):
     def method_names(self) -> Registry:
         return ENGINES
 
+    @torch.no_grad()  # inference: no autograd records in the timed calls
     def run(self, spec: RunSpec) -> dict[str, Any]:
         from sparsetorch.kernels import compile, sparse_layers
         from sparsetorch.kernels.autotune import time_ms
