@@ -115,3 +115,17 @@ def test_kill_minus_9_then_rerun_completes_only_the_missing_runs(tmp_path, suite
     assert all(attempts[h] == 2 for h in interrupted)
     assert all(attempts[h] == 1 for h in complete_before)
     assert f"{len(complete_before)}" in rerun.stdout and "leaderboard" in rerun.stdout
+
+
+def test_two_benches_on_one_directory_share_the_work(tmp_path, suite_file):
+    directory = tmp_path / "shared"
+    cmd = _cli("--suite", str(suite_file), "--dir", str(directory), "--workers", "1", "--no-report")
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    with Store(directory) as store:
+        recs = store.records()
+    assert len(recs) == 4 and all(r.status == "complete" for r in recs)
+    assert all(r.attempts == 1 for r in recs)  # nothing ran twice
+    db = sqlite3.connect(directory / "bench.sqlite")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
