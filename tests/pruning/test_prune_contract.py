@@ -186,3 +186,16 @@ def test_list_and_create_methods():
     assert type(st.create_method("wanda")).__name__ == "Wanda"
     with pytest.raises(KeyError, match="did you mean"):
         st.create_method("randon")
+
+
+def test_calibration_without_errors_skips_the_block_passes_for_data_free_methods():
+    model, plain = net(), net()
+    calls = []
+    handle = model.register_forward_hook(lambda *_: calls.append(1))
+    rep = st.prune(model, "magnitude", 0.5, calibration=calib(), errors=False)
+    handle.remove()
+    st.prune(plain, "magnitude", 0.5)
+    assert calls == []  # no calibration forward passes
+    assert rep.mean_error is None
+    expected = st.masks(plain)
+    assert all(torch.equal(mask, expected[fqn]) for fqn, mask in st.masks(model).items())

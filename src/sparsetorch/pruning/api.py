@@ -194,7 +194,8 @@ def prune(
     for fqn in fqns:
         check(shapes[fqn], pattern, name=fqn)
     batches = None
-    if calibration is not None:
+    # Calibration is only worth its block passes if the method reads it or errors are wanted.
+    if calibration is not None and (pruner.needs_calibration or errors):
         batches = calibration_batches(
             calibration, model, samples=samples, seq_len=seq_len, batch_size=batch_size, seed=seed
         )
