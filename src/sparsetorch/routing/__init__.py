@@ -40,6 +40,7 @@ from sparsetorch.routing.monitor import (
     routing_fluctuation,
 )
 from sparsetorch.routing.parallel import ExpertParallelMoE
+from sparsetorch.routing.ssr import SSRGate, ssr_gating, transport_plan_routing  # registers "ssr"
 
 __all__ = [
     "GATES",
@@ -54,6 +55,7 @@ __all__ = [
     "RandomGate",
     "Routing",
     "RoutingMonitor",
+    "SSRGate",
     "SinkhornGate",
     "SwitchGate",
     "TopKGate",
@@ -74,6 +76,8 @@ __all__ = [
     "sinkhorn",
     "sinkhorn_gating",
     "slot_locations",
+    "ssr_gating",
     "top_k_gating",
+    "transport_plan_routing",
     "z_loss",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from sparsetorch.papers import ssr as ssr_paper
 from sparsetorch.papers.base import Axis, Paper
 
 CATALOG: tuple[Paper, ...] = (
@@ -174,6 +175,8 @@ CATALOG: tuple[Paper, ...] = (
             "optimal-transport routing gives sparse MoE faster training, higher accuracy and greater "
             "robustness to input corruption in language modeling and image classification."
         ),
+        modules=("sparsetorch.routing.ssr", "sparsetorch.routing.gpt_moe"),
+        reproduce=ssr_paper.reproduce,
     ),
     Paper(
         index=38,
