@@ -7,7 +7,8 @@ from copy import deepcopy
 
 import pytest
 import torch
-from training_testutil import SPARSITY, TARGETS, TOTAL, batches, prepared, train
+from method_testutil import NM_METHODS, PAI, prepared
+from training_testutil import SPARSITY, TARGETS, TOTAL, batches, train
 
 import sparsetorch.training as T
 from sparsetorch.masks import masks as attached
@@ -16,17 +17,28 @@ from sparsetorch.training.schedules import cubic
 
 METHODS = T.TRAINERS.list()
 DYNAMIC = {"rigl", "set", "granet"}  # masks move at constant layer counts (granet after pruning)
+STATIC = {"random-pruning", *PAI}  # masks made at prepare, never changed
+CONSTANT_COUNTS = {"rigl", "set", *STATIC, *NM_METHODS}  # every layer keeps its number of zeros
+DENSE_WEIGHTS = set(NM_METHODS)  # straight-through: pruned weights keep their stored values
+DEFAULT_SPARSITY = {"sr-ste": 0.5, "bdwp": 0.75}  # implied by 2:4 and 2:8; 0.9 for the others
+# IMP with p=0.3 to 0.75 (method_testutil): 4 rounds, pruned after these steps to 1 - 0.7**r.
+IMP_ROUNDS = {3: 0.3, 5: 1 - 0.7**2, 7: 1 - 0.7**3, 9: SPARSITY}
 
 
 def test_registry_holds_the_methods():
     assert set(METHODS) >= {"gmp", "granet", "rigl", "set", "random-pruning"}
+    assert set(METHODS) >= {"imp", "snip", "grasp", "synflow", "sr-ste", "bdwp"}
     assert T.TRAINERS.get("granet").paper == "granet"
     assert T.TRAINERS.get("random-pruning").paper == "random-pruning"
+    assert T.TRAINERS.get("sr-ste").paper == "sr-ste"
+    assert T.TRAINERS.get("bdwp").paper == "bdwp"
 
 
 def expected_sparsity(name: str, step: int) -> float:
     if name in ("gmp", "granet"):  # the target of the last update step (every 2 steps, until 8)
         return cubic(min(step - step % 2, 8), initial=0.0, final=SPARSITY, start=0, end=8)
+    if name == "imp":  # dense until the first round, then the target of the last round
+        return max([0.0, *(s for t, s in IMP_ROUNDS.items() if t <= step)])
     return SPARSITY
 
 
@@ -42,14 +54,14 @@ def test_exact_sparsity_after_every_update(name):
     def after(updated):
         zeros = {f: int((~mask).sum()) for f, mask in m.masks.items()}
         assert sum(zeros.values()) == n_pruned(total, expected_sparsity(name, m.step_count))
-        if name in ("rigl", "set", "random-pruning"):
+        if name in CONSTANT_COUNTS:
             assert zeros == layer_zeros  # constant per-layer counts
         seen.append(updated)
 
     before = {f: mask.clone() for f, mask in m.masks.items()}
     train(model, m, opt, batches(TOTAL), after_step=after)
     assert m.step_count == TOTAL
-    if name == "random-pruning":
+    if name in STATIC:
         assert not any(seen) and all(torch.equal(before[f], m.masks[f]) for f in TARGETS)
     else:
         assert sum(seen) == m.stats["updates"] >= 4
@@ -66,8 +78,11 @@ def test_masked_weights_stay_zero_after_optimizer_steps(name, opt):
         for f, mask in m.masks.items():
             module = model.get_submodule(f.rpartition(".")[0])
             assert (module.weight[~mask] == 0).all()
-            # The stored original too: its gradient and optimizer state are zero where masked.
-            assert (module.parametrizations.weight.original[~mask] == 0).all()
+            original = module.parametrizations.weight.original
+            if name in DENSE_WEIGHTS:  # trained dense through the mask: pruned values are kept
+                assert (original[~mask] != 0).any()
+            else:  # the stored original too: its gradient and optimizer state are zero where masked
+                assert (original[~mask] == 0).all()
 
     train(model, m, optimizer, batches(TOTAL), after_step=after)
 
@@ -147,5 +162,5 @@ def test_step_before_prepare_raises(name):
 def test_defaults_are_valid_and_documented(name):
     cls = T.TRAINERS.get(name)
     m = cls()
-    assert m.config.sparsity == 0.9
+    assert m.config.sparsity == DEFAULT_SPARSITY.get(name, 0.9)
     assert cls.__doc__ and sys.modules[cls.__module__].__doc__

@@ -7,24 +7,51 @@ Every method follows `torch.ao.pruning`'s verbs (see `base`): `prepare(model, op
 - `granet`: gradual pruning with zero-cost neuroregeneration (Liu et al. 2021);
 - `rigl`: drop by |w|, grow by |dL/dW| of the masked weight (Evci et al. 2020);
 - `set`: drop by |w|, regrow at random (Mocanu et al. 2018);
-- `random-pruning`: static random masks with uniform or ERK ratios (Liu et al. 2022).
+- `random-pruning`: static random masks with uniform or ERK ratios (Liu et al. 2022);
+- `imp`: iterative magnitude pruning with weight rewinding, its rounds inside one run (Frankle &
+  Carbin 2019; Frankle et al. 2020);
+- `snip`, `grasp`, `synflow`: pruning at initialization by connection sensitivity (Lee et al.
+  2019), gradient signal preservation (Wang et al. 2020) and iterative synaptic flow (Tanaka et al.
+  2020); masks made at `prepare` from calibration data (`pai`), fixed afterwards;
+- `sr-ste`: N:M from scratch, the sparse-refined straight-through estimator (Zhou et al. 2021);
+- `bdwp`: N:M weights in the forward and the backward pass (Fang et al. 2023).
+
+`sparse_model_soups` (`soups`) is a driver rather than a registered method: IMP cycles whose
+retraining runs share one mask and are averaged (Zimmer et al. 2023).
 
 `fit` and `evaluate` are a minimal loop for the bench and the paper reproductions.
 """
 
-from sparsetorch.training import gmp, granet, random_pruning, rigl, set_  # noqa: F401  (fill the registry)
+from sparsetorch.training import (  # noqa: F401  (fill the registry)
+    bdwp,
+    gmp,
+    granet,
+    grasp,
+    imp,
+    random_pruning,
+    rigl,
+    set_,
+    snip,
+    srste,
+    synflow,
+)
 from sparsetorch.training.base import TRAINERS, SparseTrainingMethod
 from sparsetorch.training.config import ScheduledConfig, TrainingConfig
 from sparsetorch.training.dst import DynamicSparseConfig, DynamicSparseMethod
 from sparsetorch.training.fit import evaluate, fit
+from sparsetorch.training.nm import NMFromScratch
 from sparsetorch.training.ops import MaskUpdate, drop_and_grow, keep_top, reset_optimizer_state
+from sparsetorch.training.pai import PruneAtInit, keep_highest
 from sparsetorch.training.schedules import cosine_decay, cubic
+from sparsetorch.training.soups import sparse_model_soups
 
 __all__ = [
     "TRAINERS",
     "DynamicSparseConfig",
     "DynamicSparseMethod",
     "MaskUpdate",
+    "NMFromScratch",
+    "PruneAtInit",
     "ScheduledConfig",
     "SparseTrainingMethod",
     "TrainingConfig",
@@ -33,6 +60,8 @@ __all__ = [
     "drop_and_grow",
     "evaluate",
     "fit",
+    "keep_highest",
     "keep_top",
     "reset_optimizer_state",
+    "sparse_model_soups",
 ]

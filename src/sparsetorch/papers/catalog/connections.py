@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sparsetorch.papers import dsnot, icbs
+from sparsetorch.papers import bdwp, dsnot, icbs, sparse_model_soups, sr_ste
 from sparsetorch.papers.base import Axis, Paper
 
 CATALOG: tuple[Paper, ...] = (
@@ -75,6 +75,8 @@ CATALOG: tuple[Paper, ...] = (
             "at 2:8 sparsity, speeds up training 1.75x on average over dense training with an average "
             "accuracy loss of 0.56%."
         ),
+        modules=("sparsetorch.training.bdwp",),
+        reproduce=bdwp.reproduce,
     ),
     Paper(
         index=19,
@@ -87,6 +89,8 @@ CATALOG: tuple[Paper, ...] = (
             "from that average (SMS), preserves sparsity and improves generalization and out-of-distribution "
             "performance over the individual models and over plain IMP."
         ),
+        modules=("sparsetorch.training.soups",),
+        reproduce=sparse_model_soups.reproduce,
     ),
     Paper(
         index=22,
@@ -162,6 +166,8 @@ CATALOG: tuple[Paper, ...] = (
             "sparse-refined straight-through estimator (SR-STE) correcting the approximated gradients of "
             "vanilla STE, and a 2:4 sparse network gets a 2x speed-up on A100 GPUs without performance drop."
         ),
+        modules=("sparsetorch.training.srste",),
+        reproduce=sr_ste.reproduce,
     ),
     Paper(
         index=50,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sparsetorch.papers import sdr_dendrites
+from sparsetorch.papers import beyond_l1, sdr_dendrites, sparsey
 from sparsetorch.papers.base import Axis, Paper
 
 CATALOG: tuple[Paper, ...] = (
@@ -58,6 +58,8 @@ CATALOG: tuple[Paper, ...] = (
             "thresholding, which needs a denser code or more overcompleteness for the same reconstruction "
             "error, suggesting that V1 uses a regularizer closer to ell_0."
         ),
+        modules=("sparsetorch.sdr.coding", "sparsetorch.sdr.dictionary"),
+        reproduce=beyond_l1.reproduce,
     ),
     Paper(
         index=12,
@@ -83,6 +85,8 @@ CATALOG: tuple[Paper, ...] = (
             "memory, learning MNIST and Weizmann in minutes on one CPU though below state-of-the-art "
             "accuracy."
         ),
+        modules=("sparsetorch.sdr.sparsey",),
+        reproduce=sparsey.reproduce,
     ),
     Paper(
         index=20,
