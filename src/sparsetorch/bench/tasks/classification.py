@@ -1,7 +1,8 @@
 """Training tasks: train LeNet-300-100 / LeNet-5 sparse on Fashion-MNIST, measure test accuracy.
 
 Every method gets the same budget (epochs, training images, optimizer, learning rate, batch); the
-dense baseline trains the same model with no method. The training subset, the model's init and
+dense baseline trains the same model with no method. Pruning-at-initialization methods score on
+one mini-batch of the training subset, as SNIP does. The training subset, the model's init and
 the method's generator all come from the run's seed.
 """
 
@@ -46,6 +47,9 @@ class FashionMNISTTask(Task):
             if spec.sparsity is not None:
                 extra["sparsity"] = spec.sparsity
             method = create_method(spec.method, seed=spec.seed, **extra, **spec.params)
+            if hasattr(method, "calibrate"):  # pruning at init (snip, grasp, synflow): one mini-batch
+                first = keep[: int(b["batch_size"])]
+                method.calibrate((x[first], y[first]))
         metrics = fit(
             model,
             method,
