@@ -279,7 +279,8 @@ def _serial_variant(disp):
     g.__module__ = f.__module__
     g.__doc__ = f.__doc__
     opts = {k: v for k, v in disp.targetoptions.items() if k != "nopython"}
-    return numba.njit(**{**opts, "parallel": False})(g)
+    # `cache` is not among the dispatcher's targetoptions: ask for it, or the variant recompiles per process.
+    return numba.njit(**{**opts, "parallel": False, "cache": True})(g)
 
 
 @functools.cache

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from sparsetorch.papers import lazy_neuron
 from sparsetorch.papers.base import Axis, Paper
 
 CATALOG: tuple[Paper, ...] = (
@@ -62,6 +63,12 @@ CATALOG: tuple[Paper, ...] = (
             "enforcing top-k sparsity lowers sensitivity to noisy training data, improves robustness to "
             "input corruption and improves calibration."
         ),
+        modules=(
+            "sparsetorch.activations.topk",
+            "sparsetorch.activations.stats",
+            "sparsetorch.papers.lazy_neuron",
+        ),
+        reproduce=lazy_neuron.reproduce,
     ),
     Paper(
         index=52,
