@@ -205,7 +205,19 @@ def test_oracle_gate_routes_as_told():
 
 
 def test_registry_names_and_did_you_mean():
-    assert GATES.list() == ["expert-choice", "hash", "oracle", "random", "sinkhorn", "ssr", "switch", "top-k"]
+    assert GATES.list() == [
+        "attention-aware",
+        "expert-choice",
+        "forced-expert",
+        "hash",
+        "oracle",
+        "random",
+        "similarity-aware",
+        "sinkhorn",
+        "ssr",
+        "switch",
+        "top-k",
+    ]
     with pytest.raises(KeyError, match="did you mean 'top-k'"):
         GATES.get("top_k")
 

@@ -29,7 +29,19 @@ from sparsetorch.routing.gates import (
     sinkhorn_gating,
     top_k_gating,
 )
+from sparsetorch.routing.graph_of_tokens import (  # registers "similarity-aware", "attention-aware"
+    AttentionAwareGate,
+    SimilarityAwareGate,
+    graph_moe_gpt,
+    sequence_moe,
+)
+from sparsetorch.routing.language_family import (  # registers "forced-expert"
+    FamilyMoEGPT,
+    ForcedExpertGate,
+    forced_expert_gating,
+)
 from sparsetorch.routing.losses import balance_loss, expert_load, routing_entropy, z_loss
+from sparsetorch.routing.magnet import EntropyTriggeredSchedule, MagnetConfig, RouterPhase
 from sparsetorch.routing.moe import Experts, MoE, name_gates
 from sparsetorch.routing.monitor import (
     RoutingMonitor,
@@ -44,18 +56,25 @@ from sparsetorch.routing.ssr import SSRGate, ssr_gating, transport_plan_routing 
 
 __all__ = [
     "GATES",
+    "AttentionAwareGate",
+    "EntropyTriggeredSchedule",
     "ExpertChoiceGate",
     "ExpertParallelMoE",
     "Experts",
+    "FamilyMoEGPT",
+    "ForcedExpertGate",
     "Gate",
     "HashGate",
     "LinearGate",
+    "MagnetConfig",
     "MoE",
     "OracleGate",
     "RandomGate",
+    "RouterPhase",
     "Routing",
     "RoutingMonitor",
     "SSRGate",
+    "SimilarityAwareGate",
     "SinkhornGate",
     "SwitchGate",
     "TopKGate",
@@ -67,12 +86,15 @@ __all__ = [
     "dropless",
     "expert_choice_gating",
     "expert_load",
+    "forced_expert_gating",
+    "graph_moe_gpt",
     "load_entropy",
     "load_histogram",
     "name_gates",
     "random_gating",
     "routing_entropy",
     "routing_fluctuation",
+    "sequence_moe",
     "sinkhorn",
     "sinkhorn_gating",
     "slot_locations",

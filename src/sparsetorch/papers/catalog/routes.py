@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from sparsetorch.papers import graph_of_tokens_moe, language_family_moe, magnet
 from sparsetorch.papers import ssr as ssr_paper
 from sparsetorch.papers.base import Axis, Paper
 
@@ -98,6 +99,8 @@ CATALOG: tuple[Paper, ...] = (
             "other, provably lowers the entropy of expert selection, reducing routing fluctuations and "
             "improving accuracy and robustness over softmax-gated MoE."
         ),
+        modules=("sparsetorch.routing.graph_of_tokens",),
+        reproduce=graph_of_tokens_moe.reproduce,
     ),
     Paper(
         index=29,
@@ -112,6 +115,8 @@ CATALOG: tuple[Paper, ...] = (
             "information flow becomes language-specific, improves the generalization of medical LLMs to "
             "other languages and scales to 50 languages without additional parameters."
         ),
+        modules=("sparsetorch.routing.language_family",),
+        reproduce=language_family_moe.reproduce,
     ),
     Paper(
         index=31,
@@ -163,6 +168,8 @@ CATALOG: tuple[Paper, ...] = (
             "from coverage to specialization and prevents expert collapse, consistently improve multimodal "
             "recommendation over strong baselines."
         ),
+        modules=("sparsetorch.routing.magnet",),
+        reproduce=magnet.reproduce,
     ),
     Paper(
         index=37,
