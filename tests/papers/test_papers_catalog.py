@@ -82,15 +82,15 @@ def test_list_papers_filters() -> None:
 
 def test_run_paper_on_planned_paper_says_so() -> None:
     with pytest.raises(
-        NotImplementedError, match=r"paper 'g2gnet' has no reproduction yet \(status: planned\)"
+        NotImplementedError, match=r"paper 'turbo-vbi' has no reproduction yet \(status: planned\)"
     ):
-        run_paper("g2gnet", scale="tiny")
+        run_paper("turbo-vbi", scale="tiny")
 
 
 def test_run_paper_validates_scale() -> None:
     assert SCALES == ("tiny", "small", "full")
     with pytest.raises(ValueError, match=r"unknown scale 'medium'.*'tiny', 'small', 'full'"):
-        run_paper("g2gnet", scale="medium")
+        run_paper("turbo-vbi", scale="medium")
 
 
 def test_unknown_key_suggests_close_keys() -> None:

@@ -21,6 +21,8 @@ EXTRA_FAST = {
     "sr-ste": {"pattern": "1:4"},
     "bdwp": {"pattern": "1:4"},
     "imp": {"prune_fraction": 0.3, "rewind": 1},  # 4 rounds: prune after steps 3, 5, 7 and 9
+    "g2gnet": {"update_every": 2},  # default 0.75 = SPARSITY; window 20 covers every step
+    "wgsef": {"end": 8},  # prox after steps 1-7, rows fixed at step 8
 }
 
 

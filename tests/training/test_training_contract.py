@@ -16,11 +16,16 @@ from sparsetorch.patterns import n_pruned
 from sparsetorch.training.schedules import cubic
 
 METHODS = T.TRAINERS.list()
-DYNAMIC = {"rigl", "set", "granet"}  # masks move at constant layer counts (granet after pruning)
+DYNAMIC = {"rigl", "set", "granet", "g2gnet"}  # masks move at constant layer counts (granet after pruning)
 STATIC = {"random-pruning", *PAI}  # masks made at prepare, never changed
-CONSTANT_COUNTS = {"rigl", "set", *STATIC, *NM_METHODS}  # every layer keeps its number of zeros
+CONSTANT_COUNTS = {"rigl", "set", "g2gnet", *STATIC, *NM_METHODS}  # every layer keeps its number of zeros
 DENSE_WEIGHTS = set(NM_METHODS)  # straight-through: pruned weights keep their stored values
-DEFAULT_SPARSITY = {"sr-ste": 0.5, "bdwp": 0.75}  # implied by 2:4 and 2:8; 0.9 for the others
+DEFAULT_SPARSITY = {
+    "sr-ste": 0.5,
+    "bdwp": 0.75,
+    "g2gnet": 0.75,
+    "wgsef": 0.5,
+}  # implied by 2:4 and 2:8; 0.9 for the others
 # IMP with p=0.3 to 0.75 (method_testutil): 4 rounds, pruned after these steps to 1 - 0.7**r.
 IMP_ROUNDS = {3: 0.3, 5: 1 - 0.7**2, 7: 1 - 0.7**3, 9: SPARSITY}
 
@@ -37,6 +42,8 @@ def test_registry_holds_the_methods():
 def expected_sparsity(name: str, step: int) -> float:
     if name in ("gmp", "granet"):  # the target of the last update step (every 2 steps, until 8)
         return cubic(min(step - step % 2, 8), initial=0.0, final=SPARSITY, start=0, end=8)
+    if name == "wgsef":  # dense (prox steps only) until its one mask update at step 8
+        return SPARSITY if step >= 8 else 0.0
     if name == "imp":  # dense until the first round, then the target of the last round
         return max([0.0, *(s for t, s in IMP_ROUNDS.items() if t <= step)])
     return SPARSITY
@@ -64,7 +71,7 @@ def test_exact_sparsity_after_every_update(name):
     if name in STATIC:
         assert not any(seen) and all(torch.equal(before[f], m.masks[f]) for f in TARGETS)
     else:
-        assert sum(seen) == m.stats["updates"] >= 4
+        assert sum(seen) == m.stats["updates"] >= (1 if name == "wgsef" else 4)
         assert any(not torch.equal(before[f], m.masks[f]) for f in TARGETS)
     assert m.sparsity == pytest.approx(SPARSITY, abs=1e-9) or name == "random-pruning"
 

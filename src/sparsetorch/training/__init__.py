@@ -14,7 +14,9 @@ Every method follows `torch.ao.pruning`'s verbs (see `base`): `prepare(model, op
   2019), gradient signal preservation (Wang et al. 2020) and iterative synaptic flow (Tanaka et al.
   2020); masks made at `prepare` from calibration data (`pai`), fixed afterwards;
 - `sr-ste`: N:M from scratch, the sparse-refined straight-through estimator (Zhou et al. 2021);
-- `bdwp`: N:M weights in the forward and the backward pass (Fang et al. 2023).
+- `bdwp`: N:M weights in the forward and the backward pass (Fang et al. 2023);
+- `g2gnet`: block-modular ensemble masks with Hebbian regrowth (Konstantaropoulos et al. 2025);
+- `wgsef`: group envelope proximal regularizer reaching a preset row sparsity (Refael et al. 2022).
 
 `sparse_model_soups` (`soups`) is a driver rather than a registered method: IMP cycles whose
 retraining runs share one mask and are averaged (Zimmer et al. 2023).
@@ -24,6 +26,7 @@ retraining runs share one mask and are averaged (Zimmer et al. 2023).
 
 from sparsetorch.training import (  # noqa: F401  (fill the registry)
     bdwp,
+    g2gnet,
     gmp,
     granet,
     grasp,
@@ -34,6 +37,7 @@ from sparsetorch.training import (  # noqa: F401  (fill the registry)
     snip,
     srste,
     synflow,
+    wgsef,
 )
 from sparsetorch.training.base import TRAINERS, SparseTrainingMethod
 from sparsetorch.training.config import ScheduledConfig, TrainingConfig

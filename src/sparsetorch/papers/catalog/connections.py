@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sparsetorch.papers import bdwp, dsnot, icbs, sparse_model_soups, sr_ste
+from sparsetorch.papers import bdwp, dsnot, g2gnet, icbs, sparse_model_soups, sr_ste, wgsef
 from sparsetorch.papers.base import Axis, Paper
 
 CATALOG: tuple[Paper, ...] = (
@@ -23,6 +23,8 @@ CATALOG: tuple[Paper, ...] = (
             "Hebbian rewiring reaches up to 75% sparsity while improving accuracy by up to 4.3% over dense "
             "baselines on Fashion-MNIST, CIFAR-10 and CIFAR-100."
         ),
+        modules=("sparsetorch.training.g2gnet",),
+        reproduce=g2gnet.reproduce,
     ),
     Paper(
         index=11,
@@ -192,5 +194,7 @@ CATALOG: tuple[Paper, ...] = (
             "worst-case linear-time proximal operator, reaches a preset structured sparsity level at "
             "convergence with negligible accuracy loss or even gains, reducing inference latency."
         ),
+        modules=("sparsetorch.training.wgsef",),
+        reproduce=wgsef.reproduce,
     ),
 )
