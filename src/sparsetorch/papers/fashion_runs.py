@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,15 +62,22 @@ def fashion_data(scale: str) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tenso
     return (train_x, train_y), (test_x, test_y)
 
 
-def accuracies(runs: Sequence[Run], scale: str) -> tuple[dict[str, float], str]:
+def accuracies(
+    runs: Sequence[Run], scale: str, *, epochs: Mapping[str, int] | None = None
+) -> tuple[dict[str, float], str]:
     """Train every run at every seed of `scale`; metrics `<label>_accuracy_{mean,std}`,
-    `<label>_sparsity` and `<label>_seconds` (the mean wall time of one run), and a note."""
+    `<label>_sparsity` and `<label>_seconds` (the mean wall time of one run), and a note.
+
+    `epochs` (`{scale: epochs}`) overrides the scale's default number of epochs, the same for
+    every run of the comparison; it is then also reported as the metric `epochs`.
+    """
     from sparsetorch.models import create_model
     from sparsetorch.training import fit
 
     cfg = SCALES[check_scale(scale)]
+    n_epochs = int(epochs[scale]) if epochs is not None else cfg["epochs"]
     (train_x, train_y), (test_x, test_y) = fashion_data(scale)
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = {} if epochs is None else {"epochs": n_epochs}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models: one intra-op thread is faster on a shared machine
     try:
@@ -88,7 +95,7 @@ def accuracies(runs: Sequence[Run], scale: str) -> tuple[dict[str, float], str]:
                     model,
                     method,
                     (train_x, train_y),
-                    epochs=cfg["epochs"],
+                    epochs=n_epochs,
                     test=(test_x, test_y),
                     seed=seed,
                     progress=False,
@@ -105,7 +112,7 @@ def accuracies(runs: Sequence[Run], scale: str) -> tuple[dict[str, float], str]:
     n_train, n_test = len(train_x), len(test_x)
     note = (
         f"{scale}: Fashion-MNIST ({n_train} train / {n_test} test images), LeNet-300-100, "
-        f"{cfg['epochs']} epoch(s) for every method, seeds {list(cfg['seeds'])}; SGD lr 0.1 cosine, "
+        f"{n_epochs} epoch(s) for every method, seeds {list(cfg['seeds'])}; SGD lr 0.1 cosine, "
         "momentum 0.9, wd 5e-4, batch 128; accuracies are mean over seeds"
     )
     return metrics, note

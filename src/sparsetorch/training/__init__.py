@@ -18,6 +18,9 @@ Every method follows `torch.ao.pruning`'s verbs (see `base`): `prepare(model, op
 - `g2gnet`: block-modular ensemble masks with Hebbian regrowth (Konstantaropoulos et al. 2025);
 - `wgsef`: group envelope proximal regularizer reaching a preset row sparsity (Refael et al. 2022).
 
+`sparse_ift.sparse_wide` / `iso_flop_method` give the Sparse Wide iso-FLOP transformation
+(Thangarasa et al. 2023): widths times sqrt(1/(1-s)), trained sparse at the dense model's FLOPs.
+
 `sparse_model_soups` (`soups`) is a driver rather than a registered method: IMP cycles whose
 retraining runs share one mask and are averaged (Zimmer et al. 2023).
 
@@ -48,6 +51,7 @@ from sparsetorch.training.ops import MaskUpdate, drop_and_grow, keep_top, reset_
 from sparsetorch.training.pai import PruneAtInit, keep_highest
 from sparsetorch.training.schedules import cosine_decay, cubic
 from sparsetorch.training.soups import sparse_model_soups
+from sparsetorch.training.sparse_ift import SparseWide, iso_flop_method, sparse_wide, width_multiplier
 
 __all__ = [
     "TRAINERS",
@@ -58,14 +62,18 @@ __all__ = [
     "PruneAtInit",
     "ScheduledConfig",
     "SparseTrainingMethod",
+    "SparseWide",
     "TrainingConfig",
     "cosine_decay",
     "cubic",
     "drop_and_grow",
     "evaluate",
     "fit",
+    "iso_flop_method",
     "keep_highest",
     "keep_top",
     "reset_optimizer_state",
     "sparse_model_soups",
+    "sparse_wide",
+    "width_multiplier",
 ]

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 from datetime import date
 
-from sparsetorch.papers import bdwp, dsnot, g2gnet, icbs, sparse_model_soups, sr_ste, wgsef
+from sparsetorch.papers import (
+    bdwp,
+    dsnot,
+    g2gnet,
+    granet,
+    icbs,
+    random_pruning,
+    sparse_ift,
+    sparse_model_soups,
+    sr_ste,
+    wgsef,
+)
 from sparsetorch.papers.base import Axis, Paper
 
 CATALOG: tuple[Paper, ...] = (
@@ -132,6 +143,8 @@ CATALOG: tuple[Paper, ...] = (
             "ratios, matches its dense equivalent as networks grow wider and deeper even at high sparsity, "
             "and a randomly pruned Wide ResNet-50 outperforms the dense one on ImageNet."
         ),
+        modules=("sparsetorch.training.random_pruning",),
+        reproduce=random_pruning.reproduce,
     ),
     Paper(
         index=33,
@@ -144,6 +157,8 @@ CATALOG: tuple[Paper, ...] = (
             "are pruned) improves pruning plasticity, and its sparse-to-sparse version beats dense-to-sparse "
             "methods with ResNet-50 on ImageNet without extending training time."
         ),
+        modules=("sparsetorch.training.granet", "sparsetorch.training.gmp"),
+        reproduce=granet.reproduce,
     ),
     Paper(
         index=40,
@@ -182,6 +197,8 @@ CATALOG: tuple[Paper, ...] = (
             "+3.5% for ResNet-18 on ImageNet and -0.4 perplexity for GPT-3 Small on WikiText-103, matching "
             "dense models that use 2x or more FLOPs."
         ),
+        modules=("sparsetorch.training.sparse_ift",),
+        reproduce=sparse_ift.reproduce,
     ),
     Paper(
         index=53,
