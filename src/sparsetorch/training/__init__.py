@@ -47,8 +47,8 @@ from sparsetorch.training.config import ScheduledConfig, TrainingConfig
 from sparsetorch.training.dst import DynamicSparseConfig, DynamicSparseMethod
 from sparsetorch.training.fit import evaluate, fit
 from sparsetorch.training.nm import NMFromScratch
-from sparsetorch.training.ops import MaskUpdate, drop_and_grow, keep_top, reset_optimizer_state
-from sparsetorch.training.pai import PruneAtInit, keep_highest
+from sparsetorch.training.ops import MaskUpdate, drop_and_grow, keep_highest, keep_top, reset_optimizer_state
+from sparsetorch.training.pai import PruneAtInit
 from sparsetorch.training.schedules import cosine_decay, cubic
 from sparsetorch.training.soups import sparse_model_soups
 from sparsetorch.training.sparse_ift import SparseWide, iso_flop_method, sparse_wide, width_multiplier

@@ -125,6 +125,28 @@ def reset_optimizer_state(optimizer: torch.optim.Optimizer, param: Tensor, where
             value.masked_fill_(where, 0)
 
 
+def keep_highest(scores: Mapping[str, Tensor], sparsity: float, distribution: str) -> MaskUpdate:
+    """Masks that keep the highest `scores` so that the targets reach `sparsity` exactly.
+
+    Args:
+        scores: `{fqn: score}`, higher is kept; every score finite.
+        sparsity: overall fraction of zeros.
+        distribution: "global" (one threshold over all layers; ties are broken by layer order,
+            then position) or "uniform" / "erk" (per-layer budgets, the highest scores per layer).
+
+    Raises:
+        ValueError: NaN scores or an unknown distribution.
+    """
+    shapes = {f: tuple(s.shape) for f, s in scores.items()}
+    if distribution == "global":
+        per_layer = allocation.global_(scores, sparsity)
+        pruned = {f: n_pruned(math.prod(shapes[f]), s) for f, s in per_layer.items()}
+    else:
+        pruned = allocate(distribution, shapes, sparsity)
+    masks = {f: keep_top(scores[f], math.prod(shapes[f]) - pruned[f]) for f in scores}
+    return MaskUpdate(masks, pruned, sparsity)
+
+
 def magnitude_prune(
     weights: Mapping[str, Tensor], masks: Mapping[str, Tensor], sparsity: float, distribution: str
 ) -> MaskUpdate:
@@ -134,12 +156,4 @@ def magnitude_prune(
     magnitude threshold over all layers). Inactive weights score -1, so they are pruned first and
     a schedule of non-decreasing sparsity never revives one.
     """
-    scores = {f: magnitude_scores(weights[f], masks[f]) for f in weights}
-    shapes = {f: tuple(w.shape) for f, w in weights.items()}
-    if distribution == "global":
-        per_layer = allocation.global_(scores, sparsity)
-        pruned = {f: n_pruned(math.prod(shapes[f]), s) for f, s in per_layer.items()}
-    else:
-        pruned = allocate(distribution, shapes, sparsity)
-    new = {f: keep_top(scores[f], math.prod(shapes[f]) - pruned[f]) for f in weights}
-    return MaskUpdate(new, pruned, sparsity)
+    return keep_highest({f: magnitude_scores(weights[f], masks[f]) for f in weights}, sparsity, distribution)

@@ -22,8 +22,7 @@ GraSP ten per class) and is dropped once the masks are made.
 from __future__ import annotations
 
 import copy
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
@@ -31,12 +30,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from sparsetorch import allocation
 from sparsetorch.masks import named_weights
-from sparsetorch.patterns import n_pruned
 from sparsetorch.training.base import SparseTrainingMethod
 from sparsetorch.training.config import TrainingConfig
-from sparsetorch.training.ops import MaskUpdate, allocate, keep_top
+from sparsetorch.training.ops import MaskUpdate, keep_highest
 
 Calibration = Tensor | tuple[Tensor, Tensor] | list[Tensor] | torch.utils.data.TensorDataset
 
@@ -46,28 +43,6 @@ class PaIConfig(TrainingConfig):
     """Pruning at initialization: one global threshold by default (SNIP, GraSP, SynFlow)."""
 
     distribution: str = "global"
-
-
-def keep_highest(scores: Mapping[str, Tensor], sparsity: float, distribution: str) -> MaskUpdate:
-    """Masks that keep the highest `scores` so that the targets reach `sparsity` exactly.
-
-    Args:
-        scores: `{fqn: score}`, higher is kept; every score finite.
-        sparsity: overall fraction of zeros.
-        distribution: "global" (one threshold over all layers; ties are broken by layer order,
-            then position) or "uniform" / "erk" (per-layer budgets, the highest scores per layer).
-
-    Raises:
-        ValueError: NaN scores or an unknown distribution.
-    """
-    shapes = {f: tuple(s.shape) for f, s in scores.items()}
-    if distribution == "global":
-        per_layer = allocation.global_(scores, sparsity)
-        pruned = {f: n_pruned(math.prod(shapes[f]), s) for f, s in per_layer.items()}
-    else:
-        pruned = allocate(distribution, shapes, sparsity)
-    masks = {f: keep_top(scores[f], math.prod(shapes[f]) - pruned[f]) for f in scores}
-    return MaskUpdate(masks, pruned, sparsity)
 
 
 def as_batch(data: Calibration, *, name: str, labels: bool) -> tuple[Tensor, Tensor | None]:

@@ -35,8 +35,8 @@ import torch
 from torch import Tensor, nn
 
 from sparsetorch.training.base import TRAINERS
-from sparsetorch.training.ops import MaskUpdate
-from sparsetorch.training.pai import PaIConfig, PruneAtInit, keep_highest
+from sparsetorch.training.ops import MaskUpdate, keep_highest
+from sparsetorch.training.pai import PaIConfig, PruneAtInit
 
 _ZERO, _PRUNED = -1e30, -2e30  # ranks of a zero score and of a pruned weight (below any log S)
 
