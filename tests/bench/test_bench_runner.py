@@ -120,7 +120,9 @@ def test_kill_minus_9_then_rerun_completes_only_the_missing_runs(tmp_path, suite
 def test_two_benches_on_one_directory_share_the_work(tmp_path, suite_file):
     directory = tmp_path / "shared"
     cmd = _cli("--suite", str(suite_file), "--dir", str(directory), "--workers", "1", "--no-report")
-    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     with Store(directory) as store:

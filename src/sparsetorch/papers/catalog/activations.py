@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sparsetorch.papers import lazy_neuron
+from sparsetorch.papers import blockffn, chess, delta_activation, lazy_neuron
 from sparsetorch.papers.base import Axis, Paper
 
 CATALOG: tuple[Paper, ...] = (
@@ -23,6 +23,8 @@ CATALOG: tuple[Paper, ...] = (
             "spatial activation sparsity, improves activation sparsity almost 3x on UCF101 action "
             "recognition, with an accuracy loss that longer training recovers."
         ),
+        modules=("sparsetorch.activations.delta", "sparsetorch.papers.delta_activation"),
+        reproduce=delta_activation.reproduce,
     ),
     Paper(
         index=17,
@@ -35,6 +37,8 @@ CATALOG: tuple[Paper, ...] = (
             "layers degrade less than existing activation sparsification over 8 downstream tasks while "
             "activating fewer parameters, speeding up LLM inference by up to 1.27x."
         ),
+        modules=("sparsetorch.activations.chess", "sparsetorch.papers.chess"),
+        reproduce=chess.reproduce,
     ),
     Paper(
         index=32,
@@ -50,6 +54,8 @@ CATALOG: tuple[Paper, ...] = (
             "token-level and 70% 8-token chunk-level sparsity, and its kernels run up to 3.67x faster than "
             "dense models on end-side devices."
         ),
+        modules=("sparsetorch.activations.blockffn", "sparsetorch.papers.blockffn"),
+        reproduce=blockffn.reproduce,
     ),
     Paper(
         index=43,
