@@ -131,3 +131,17 @@ def test_two_benches_on_one_directory_share_the_work(tmp_path, suite_file):
     assert all(r.attempts == 1 for r in recs)  # nothing ran twice
     db = sqlite3.connect(directory / "bench.sqlite")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+@pytest.mark.parametrize("method", ["random-pruning", "sr-ste"])
+def test_nm_training_runs_take_the_sparsity_of_their_pattern(method):
+    from dataclasses import asdict
+
+    from sparsetorch.bench import RunSpec
+    from sparsetorch.bench.runner import execute
+
+    load_fashion_mnist("test")
+    spec = RunSpec("fmnist-mlp", method, None, "2:4", 0, budget={"epochs": 1, "train_samples": 500})
+    outcome = execute(asdict(spec), 1)
+    assert outcome["ok"], outcome.get("error")
+    assert outcome["metrics"]["achieved_sparsity"] == 0.5

@@ -14,6 +14,7 @@ import torch
 
 from sparsetorch.bench.spec import RunSpec
 from sparsetorch.bench.tasks.base import DENSE, TASKS, Task, size_metrics
+from sparsetorch.patterns import parse_pattern
 
 
 class FashionMNISTTask(Task):
@@ -43,10 +44,12 @@ class FashionMNISTTask(Task):
         model = create_model(self.model_name, seed=spec.seed)
         method = None
         if spec.method != DENSE:
-            extra = {} if spec.pattern == "unstructured" else {"pattern": spec.pattern}
-            if spec.sparsity is not None:
-                extra["sparsity"] = spec.sparsity
-            method = create_method(spec.method, seed=spec.seed, **extra, **spec.params)
+            extra: dict[str, Any] = {"sparsity": spec.sparsity}
+            if spec.pattern != "unstructured":
+                extra["pattern"] = spec.pattern
+            if spec.sparsity is None:  # N:M: the pattern fixes every layer's sparsity
+                extra.update(sparsity=parse_pattern(spec.pattern).sparsity, distribution="uniform")
+            method = create_method(spec.method, seed=spec.seed, **{**extra, **spec.params})
             if hasattr(method, "calibrate"):  # pruning at init (snip, grasp, synflow): one mini-batch
                 first = keep[: int(b["batch_size"])]
                 method.calibrate((x[first], y[first]))
