@@ -266,6 +266,25 @@ def _train_classifier(
     }
 
 
+def lm_optimizer(model: nn.Module, *, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with betas (0.9, 0.99) and weight decay on matrices only (GPT-2): the LM recipe's optimizer."""
+    matrices = [p for p in model.parameters() if p.dim() >= 2]
+    others = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW(
+        [{"params": matrices, "weight_decay": weight_decay}, {"params": others, "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.99),
+    )
+
+
+def warmup_cosine(step: int, *, lr: float, min_lr: float, warmup: int, steps: int) -> float:
+    """Learning rate at `step`: linear warmup over `warmup` steps, then cosine from `lr` to `min_lr`."""
+    if step < warmup:
+        return lr * (step + 1) / warmup
+    t = (step - warmup) / max(1, steps - warmup)
+    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * min(t, 1.0)))
+
+
 def _train_lm(model: nn.Module, recipe: LMRecipe, *, progress: bool, label: str) -> dict[str, float]:
     from sparsetorch import data
     from sparsetorch.models.gpt import encode
@@ -274,19 +293,12 @@ def _train_lm(model: nn.Module, recipe: LMRecipe, *, progress: bool, label: str)
     train = encode(data.load_shakespeare("train")).unfold(0, T + 1, 1)  # (N - T, T + 1) windows (a view)
     val = encode(data.load_shakespeare("val")).unfold(0, T + 1, 1)
     gen = torch.Generator().manual_seed(recipe.seed)
-    matrices = [p for p in model.parameters() if p.dim() >= 2]  # weight decay on matrices only (GPT-2)
-    others = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": matrices, "weight_decay": recipe.weight_decay}, {"params": others, "weight_decay": 0.0}],
-        lr=recipe.lr,
-        betas=(0.9, 0.99),
-    )
+    opt = lm_optimizer(model, lr=recipe.lr, weight_decay=recipe.weight_decay)
 
-    def lr_at(step: int) -> float:  # linear warmup, then cosine from lr to min_lr
-        if step < recipe.warmup_steps:
-            return recipe.lr * (step + 1) / recipe.warmup_steps
-        t = (step - recipe.warmup_steps) / max(1, recipe.steps - recipe.warmup_steps)
-        return recipe.min_lr + 0.5 * (recipe.lr - recipe.min_lr) * (1 + math.cos(math.pi * min(t, 1.0)))
+    def lr_at(step: int) -> float:
+        return warmup_cosine(
+            step, lr=recipe.lr, min_lr=recipe.min_lr, warmup=recipe.warmup_steps, steps=recipe.steps
+        )
 
     loss_ema = float("nan")
     model.train()

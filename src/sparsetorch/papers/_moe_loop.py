@@ -7,7 +7,6 @@ other builds (`graph_moe_gpt`) or add a router schedule, so they share this loop
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparsetorch.models.gpt import encode
+from sparsetorch.models.pretrained import lm_optimizer, warmup_cosine
 
 
 def windows(text: str, block_size: int) -> Tensor:
@@ -55,20 +55,11 @@ def train_loop(
     optimizer step (in training mode; it may switch modes and must restore training mode).
     """
     warmup = max(1, steps // 10) if warmup_steps is None else warmup_steps
-    matrices = [p for p in model.parameters() if p.dim() >= 2]
-    others = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": matrices, "weight_decay": weight_decay}, {"params": others, "weight_decay": 0.0}],
-        lr=lr,
-        betas=(0.9, 0.99),
-    )
+    opt = lm_optimizer(model, lr=lr, weight_decay=weight_decay)
     gen = torch.Generator().manual_seed(seed)
 
     def lr_at(step: int) -> float:
-        if step < warmup:
-            return lr * (step + 1) / warmup
-        t = (step - warmup) / max(1, steps - warmup)
-        return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * min(t, 1.0)))
+        return warmup_cosine(step, lr=lr, min_lr=min_lr, warmup=warmup, steps=steps)
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # dropout

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparsetorch.activations.blockffn import BlockFFN, BlockFFNAux, BlockFFNConfig, cosine_ramp
+from sparsetorch.models.pretrained import lm_optimizer, warmup_cosine
 from sparsetorch.papers.base import Result, check_scale
 
 SCALES: dict[str, dict[str, int]] = {
@@ -124,13 +125,7 @@ def train_blockffn_gpt(
     val_batch = val[torch.linspace(0, len(val) - 1, cfg["windows"]).long()]
     model = BlockFFNGPT(n_layer=cfg["n_layer"], d_model=cfg["d_model"], block=block, seed=seed, dense=dense)
     gen = torch.Generator().manual_seed(seed)
-    matrices = [p for p in model.parameters() if p.dim() >= 2]
-    others = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": matrices, "weight_decay": WEIGHT_DECAY}, {"params": others, "weight_decay": 0.0}],
-        lr=LR,
-        betas=(0.9, 0.99),
-    )
+    opt = lm_optimizer(model, lr=LR, weight_decay=WEIGHT_DECAY)
     steps, warmup = cfg["steps"], cfg["warmup"]
 
     def evaluate() -> dict[str, float]:
@@ -152,14 +147,7 @@ def train_blockffn_gpt(
     init = evaluate()
     model.train()
     for step in range(steps):
-        lr = (
-            LR * (step + 1) / warmup
-            if step < warmup
-            else (
-                MIN_LR
-                + 0.5 * (LR - MIN_LR) * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
-            )
-        )
+        lr = warmup_cosine(step, lr=LR, min_lr=MIN_LR, warmup=warmup, steps=steps)
         for group in opt.param_groups:
             group["lr"] = lr
         batch = train[torch.randint(len(train), (cfg["batch"],), generator=gen)]  # (B, block + 1)

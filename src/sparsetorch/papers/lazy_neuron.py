@@ -25,11 +25,10 @@ about 2.5 CPU minutes), `full` (the `gpt-tiny` recipe's 1500 steps of 32 x 128 t
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
+from sparsetorch.models.pretrained import lm_optimizer, warmup_cosine
 from sparsetorch.papers.base import Result, check_scale
 
 SCALES: dict[str, dict[str, int]] = {
@@ -106,20 +105,11 @@ def train_and_measure(cfg: dict[str, int], *, seed: int = SEED) -> dict[str, lis
     val_batch = val[starts]  # fixed held-out windows (windows, block + 1)
     model = relu_gpt(n_layer=cfg["n_layer"], d_model=cfg["d_model"], block=block, seed=seed)
     gen = torch.Generator().manual_seed(seed)
-    matrices = [p for p in model.parameters() if p.dim() >= 2]
-    others = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": matrices, "weight_decay": WEIGHT_DECAY}, {"params": others, "weight_decay": 0.0}],
-        lr=LR,
-        betas=(0.9, 0.99),
-    )
+    opt = lm_optimizer(model, lr=LR, weight_decay=WEIGHT_DECAY)
     steps, warmup = cfg["steps"], cfg["warmup"]
 
-    def lr_at(step: int) -> float:  # linear warmup, then cosine from LR to MIN_LR
-        if step < warmup:
-            return LR * (step + 1) / warmup
-        t = (step - warmup) / max(1, steps - warmup)
-        return MIN_LR + 0.5 * (LR - MIN_LR) * (1 + math.cos(math.pi * min(t, 1.0)))
+    def lr_at(step: int) -> float:
+        return warmup_cosine(step, lr=LR, min_lr=MIN_LR, warmup=warmup, steps=steps)
 
     eval_at = sorted({round(i * steps / (cfg["evals"] - 1)) for i in range(cfg["evals"])})
     history: dict[str, list[float]] = {"step": [], "val_loss": []}

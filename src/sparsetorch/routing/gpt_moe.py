@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 import sparsetorch.routing.ssr  # noqa: F401  (registers the "ssr" gate)
 from sparsetorch.models.gpt import GPT, Block, GPTConfig, encode
+from sparsetorch.models.pretrained import lm_optimizer, warmup_cosine
 from sparsetorch.routing.gates import GATES, HashGate, LinearGate, RandomGate
 from sparsetorch.routing.moe import MoE, name_gates
 from sparsetorch.routing.monitor import RoutingMonitor
@@ -363,19 +364,10 @@ def train_moe_gpt(
     train, val = _windows(text[0], block), _windows(text[1], block)
     model = MoEGPT(config)
     gen = torch.Generator().manual_seed(seed)
-    matrices = [p for p in model.parameters() if p.dim() >= 2]
-    others = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW(
-        [{"params": matrices, "weight_decay": weight_decay}, {"params": others, "weight_decay": 0.0}],
-        lr=lr,
-        betas=(0.9, 0.99),
-    )
+    opt = lm_optimizer(model, lr=lr, weight_decay=weight_decay)
 
     def lr_at(step: int) -> float:
-        if step < warmup_steps:
-            return lr * (step + 1) / warmup_steps
-        t = (step - warmup_steps) / max(1, steps - warmup_steps)
-        return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * min(t, 1.0)))
+        return warmup_cosine(step, lr=lr, min_lr=min_lr, warmup=warmup_steps, steps=steps)
 
     step_monitor = RoutingMonitor(config.num_experts)
     total = RoutingMonitor(config.num_experts)
