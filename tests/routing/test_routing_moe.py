@@ -7,6 +7,7 @@ import torch
 from routing_testutil import naive_moe
 
 from sparsetorch.routing import MoE, TopKGate, name_gates
+from sparsetorch.routing.moe import Experts
 
 D, E, B, S, CUT = 8, 4, 2, 12, 6
 
@@ -189,3 +190,23 @@ def test_empty_batch_gives_empty_output_and_finite_aux(kwargs):
     y, aux = MoE(D, E, 2, seed=0, **kwargs)(torch.randn(0, D))
     assert y.shape == (0, D)
     assert all(bool(torch.isfinite(v.float()).all()) for v in aux.values())
+
+
+@pytest.mark.parametrize("kind", ["ffn", "glu"])
+@pytest.mark.parametrize("dim", [16, 6])  # 16: torch's grouped GEMM; 6 (rows not 16-byte aligned): the loop
+def test_experts_grouped_equals_each_expert_with_gradients(kind, dim):
+    torch.manual_seed(0)
+    experts = Experts(4, dim, 12, kind=kind)
+    assert experts._can_group(torch.zeros(1, dim)) == (dim == 16 and hasattr(torch, "_grouped_mm"))
+    x = torch.randn(20, dim, requires_grad=True)
+    counts = [5, 0, 10, 5]  # an expert without rows
+    y = experts.grouped(x, counts)
+    ref = torch.cat([experts.expert(e, rows) for e, rows in enumerate(x.split(counts)) if rows.shape[0]])
+    torch.testing.assert_close(y, ref)
+    g = torch.randn_like(y)
+    got = torch.autograd.grad(y, [x, experts.w1, experts.w2, experts.b1], g)
+    want = torch.autograd.grad(ref, [x, experts.w1, experts.w2, experts.b1], g)
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="do not split"):
+        experts.grouped(x, [5, 5, 5, 4])

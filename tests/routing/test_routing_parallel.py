@@ -109,3 +109,58 @@ def test_two_gloo_ranks_equal_the_single_process_layer(tmp_path):
 def test_expert_parallelism_needs_a_process_group():
     with pytest.raises(ValueError, match="process group"):
         ExpertParallelMoE(D, E, K)
+
+
+CAPACITY_FACTORS = (1.0, 0.0)  # static C that drops slots; dynamic C = the largest load over ranks
+EQUAL = 7  # tokens per rank: Tutel's static capacity assumes equal local batches
+
+
+def _capacity_worker(rank: int, world: int, port: int, folder: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        x, probe = _data()
+        out = {}
+        for cf in CAPACITY_FACTORS:
+            layer = MoE(D, E, K, expert="glu", seed=0, capacity_factor=cf).double()
+            ep = ExpertParallelMoE.from_moe(layer)
+            rows = slice(rank * EQUAL, (rank + 1) * EQUAL)
+            xr = x[rows].clone().requires_grad_()
+            y, aux = ep(xr)
+            (y * probe[rows]).sum().backward()
+            out[str(cf)] = {
+                "y": y.detach(),
+                "x_grad": xr.grad,
+                "w1_grad": ep.experts.w1.grad,
+                "dropped": aux["dropped_slots"],
+                "capacity": aux["capacity"],
+            }
+        torch.save(out, f"{folder}/cap{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_capacity_mode_over_two_gloo_ranks_equals_each_rank_alone(tmp_path):
+    mp.spawn(_capacity_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"cap{r}.pt", weights_only=True) for r in range(2)]
+    x, probe = _data()
+    for cf in CAPACITY_FACTORS:
+        moe = MoE(D, E, K, expert="glu", seed=0, capacity_factor=cf).double()
+        dropped = 0
+        for r in range(2):
+            rows = slice(r * EQUAL, (r + 1) * EQUAL)
+            xr = x[rows].clone().requires_grad_()
+            y, aux = moe(xr)  # Tutel under EP: each rank's tokens queue for their own capacity
+            (y * probe[rows]).sum().backward()  # expert grads add up over the ranks' tokens
+            got = ranks[r][str(cf)]
+            torch.testing.assert_close(got["y"], y.detach())
+            torch.testing.assert_close(got["x_grad"], xr.grad)
+            assert torch.equal(got["dropped"], aux["dropped_slots"])
+            dropped += int(aux["dropped_slots"])
+            if cf > 0:
+                assert torch.equal(got["capacity"], aux["capacity"])
+        for r in range(2):
+            torch.testing.assert_close(ranks[r][str(cf)]["w1_grad"], moe.experts.w1.grad[2 * r : 2 * r + 2])
+        assert (dropped > 0) == (cf > 0), cf  # the static capacity really drops; the dynamic one never

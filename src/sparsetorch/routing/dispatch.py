@@ -133,6 +133,12 @@ def capacity(
     return -(-cap // alignment) * alignment
 
 
+def max_expert_load(indices: Tensor, num_experts: int) -> int:
+    """The most non-empty slots routed to one expert (a host sync, as Tutel's dynamic capacity)."""
+    valid = indices[indices >= 0]
+    return int(torch.bincount(valid, minlength=num_experts).max()) if valid.numel() else 0
+
+
 def capacity_dispatch(
     x: Tensor,
     indices: Tensor,
@@ -142,20 +148,26 @@ def capacity_dispatch(
     capacity_factor: float,
     order: SlotOrder = "slot",
     alignment: int = 1,
+    cap: int | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Capacity-factor dispatch with Tutel's semantics; dropped slots contribute 0.
 
-    `k` in the capacity rule is the number of slots m of `indices`. Returns `y` (T, d) and aux
-    {"dropped_slots", "dropped_fraction" (of non-empty slots), "capacity"}.
+    `k` in the capacity rule is the number of slots m of `indices`. `cap` overrides the rule with a
+    capacity agreed elsewhere (expert parallelism: the same C on every rank). Returns `y` (T, d) and
+    aux {"dropped_slots", "dropped_fraction" (of non-empty slots), "capacity"}.
     """
     num_experts = experts.num_experts
     check_routing(x, indices, weights, num_experts)
     num_tokens, slots = indices.shape
     valid = indices >= 0
     loc = slot_locations(indices, num_experts, order=order)  # (T, m)
-    load = torch.bincount(indices[valid], minlength=num_experts)
-    max_load = int(load.max()) if load.numel() else 0  # host sync, as Tutel's dynamic capacity
-    cap = capacity(num_tokens, num_experts, slots, capacity_factor, max_load=max_load, alignment=alignment)
+    if cap is None:
+        cap = capacity(
+            num_tokens, num_experts, slots, capacity_factor, max_load=max_expert_load(indices, num_experts),
+            alignment=alignment,
+        )  # fmt: skip
+    elif cap < 0:
+        raise ValueError(f"capacity must be >= 0, got {cap}")
     keep = valid & (loc < cap)
     flat = keep.reshape(-1).nonzero().squeeze(1)  # (n,) kept slots, token-major
     token = flat // slots

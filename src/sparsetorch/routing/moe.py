@@ -22,6 +22,7 @@ never takes an earlier token's slot. Dropless dispatch with a causal-safe gate i
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Literal
 
@@ -82,13 +83,45 @@ class Experts(nn.Module):
         return out if self.b2 is None else out + self.b2[e]
 
     def grouped(self, x: Tensor, counts: list[int]) -> Tensor:
-        """Grouped matmul: rows of x (n, d) are expert-contiguous, counts[e] rows for expert e."""
+        """Grouped matmul: rows of x (n, d) are expert-contiguous, counts[e] rows for expert e.
+
+        One `torch._grouped_mm` per weight where torch has it for these dtypes and widths (one kernel
+        over all experts, as MegaBlocks' grouped GEMM); otherwise one matmul per non-empty expert.
+        """
         if len(counts) != self.num_experts or sum(counts) != x.shape[0]:
             raise ValueError(
                 f"counts {counts} do not split {x.shape[0]} rows over {self.num_experts} experts"
             )
+        if self._can_group(x):
+            offs = torch.tensor(counts, device=x.device).cumsum(0).to(torch.int32)  # end row of each expert
+            starts = list(itertools.accumulate(counts[:-1], initial=0))  # first row of each expert
+
+            def mm(inp: Tensor, w: Tensor, b: Tensor | None) -> Tensor:
+                out = torch._grouped_mm(inp, w, offs=offs)
+                if b is not None:  # in place per expert slice: 5-7x cheaper than adding b[row_expert]
+                    for e, (lo, n) in enumerate(zip(starts, counts, strict=True)):
+                        if n:
+                            out.narrow(0, lo, n).add_(b[e])
+                return out
+
+            h = mm(x, self.w1, self.b1)
+            h = F.gelu(h) if self.wg is None else F.silu(mm(x, self.wg, None)) * h
+            return mm(h, self.w2, self.b2)
         parts = [self.expert(e, rows) for e, rows in enumerate(x.split(counts)) if rows.shape[0]]
         return torch.cat(parts) if parts else x.new_zeros(0, self.dim)
+
+    def _can_group(self, x: Tensor) -> bool:
+        # torch's grouped GEMM takes fp32/bf16/fp16 with 16-byte aligned rows (d and h), same dtypes.
+        grouped_mm = getattr(torch, "_grouped_mm", None)
+        return (
+            grouped_mm is not None
+            and x.shape[0] > 0
+            and x.dtype in (torch.float32, torch.bfloat16, torch.float16)
+            and x.dtype == self.w1.dtype
+            and (self.dim * x.element_size()) % 16 == 0
+            and (self.hidden * x.element_size()) % 16 == 0
+            and x.is_contiguous()
+        )
 
     def batched(self, x: Tensor) -> Tensor:
         """(E, C, d) -> (E, C, d), one batched matmul per layer (static shapes)."""

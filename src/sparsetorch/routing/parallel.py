@@ -28,8 +28,15 @@ NCCL across GPUs and nodes: the same code runs unchanged. Initialize the group w
 rank's module and tokens on `cuda:local_rank`, and pass `group=` to shard over a sub-group (for
 example the ranks of one node, so all_to_all stays on NVLink while data parallelism spans nodes).
 NCCL's all_to_all_single takes the same uneven split sizes; counts are sent as int64 tensors on
-the device. Only dropless dispatch is implemented here (capacity mode would add Tutel's MAX
-all-reduce of the load for cf <= 0).
+the device.
+
+Capacity mode (`expert_parallel_capacity`, Tutel's semantics): each rank places its own slots in
+a static (E, C, d) buffer (queue positions computed over the rank's tokens), the buffer's expert
+blocks are exchanged with an even all_to_all, each rank runs its experts over (E/W, W*C, d) and
+sends the outputs back. C must be equal on all ranks, so as Tutel the ranks all-reduce (MAX) the
+largest expert load (for cf <= 0) and the local token count (for cf > 0; equal local batches give
+every rank its own Tutel capacity). Each rank's output equals the single-process `MoE` applied to
+that rank's tokens, with the capacity computed from those maxima.
 """
 
 from __future__ import annotations
@@ -40,7 +47,14 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from sparsetorch.routing.dispatch import check_routing, sort_by_expert
+from sparsetorch.routing.dispatch import (
+    SlotOrder,
+    capacity,
+    capacity_dispatch,
+    check_routing,
+    max_expert_load,
+    sort_by_expert,
+)
 from sparsetorch.routing.gates import Routing
 from sparsetorch.routing.moe import Experts, MoE
 
@@ -103,14 +117,69 @@ def expert_parallel_dropless(
     }
 
 
+class _ShardedBatched:
+    """A global (E, C, d) expert buffer run by the ranks that own the experts (`batched` only)."""
+
+    def __init__(self, local_experts: Experts, world: int, group) -> None:
+        self.local, self.world, self.group = local_experts, world, group
+        self.num_experts = world * local_experts.num_experts
+
+    def grouped(self, x: Tensor, counts: list[int]) -> Tensor:
+        raise NotImplementedError("capacity dispatch only runs static (E, C, d) buffers")
+
+    def batched(self, buf: Tensor) -> Tensor:
+        num_experts, cap, dim = buf.shape
+        local = self.local.num_experts
+        split = [local * cap] * self.world  # rows per rank: its experts' C slots each
+        rows = all_to_all(buf.reshape(-1, dim), split, split, self.group)  # [source][local expert][C]
+        mine = rows.view(self.world, local, cap, dim).transpose(0, 1).reshape(local, self.world * cap, dim)
+        out = self.local.batched(mine)  # (local, W*C, d)
+        out = out.view(local, self.world, cap, dim).transpose(0, 1).reshape(-1, dim)  # [dest][expert][C]
+        return all_to_all(out, split, split, self.group).view(num_experts, cap, dim)
+
+
+def expert_parallel_capacity(
+    x: Tensor,
+    indices: Tensor,
+    weights: Tensor,
+    local_experts: Experts,
+    *,
+    capacity_factor: float,
+    order: SlotOrder = "slot",
+    alignment: int = 1,
+    group=None,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Capacity-factor dispatch (Tutel) with the experts sharded over `group` (module docstring)."""
+    world = dist.get_world_size(group)
+    num_experts = world * local_experts.num_experts
+    check_routing(x, indices, weights, num_experts)
+    stats = torch.tensor([max_expert_load(indices, num_experts), x.shape[0]], device=x.device)
+    dist.all_reduce(stats, op=dist.ReduceOp.MAX, group=group)  # one C for every rank's buffer
+    max_load, num_tokens = stats.tolist()
+    cap = capacity(
+        num_tokens, num_experts, indices.shape[1], capacity_factor, max_load=max_load, alignment=alignment
+    )
+    sharded = _ShardedBatched(local_experts, world, group)
+    return capacity_dispatch(
+        x,
+        indices,
+        weights,
+        sharded,
+        capacity_factor=capacity_factor,
+        order=order,
+        alignment=alignment,
+        cap=cap,
+    )
+
+
 class ExpertParallelMoE(MoE):
-    """`MoE` whose experts are sharded over `group`; dropless only. Same arguments as `MoE`.
+    """`MoE` whose experts are sharded over `group`, dropless or capacity mode. Same arguments as `MoE`.
 
     The gate is initialized identically on every rank from `seed` (give one); the local experts
     from `seed + rank + 1`. To reproduce a single-process layer exactly, shard it with `from_moe`.
 
     Raises:
-        ValueError: no process group, E not divisible by the world size, or a capacity factor.
+        ValueError: no process group, or E not divisible by the world size.
     """
 
     def __init__(self, dim: int, num_experts: int, k: int = 2, *, group=None, **kwargs) -> None:
@@ -119,8 +188,6 @@ class ExpertParallelMoE(MoE):
         world, rank = dist.get_world_size(group), dist.get_rank(group)
         if num_experts % world:
             raise ValueError(f"num_experts={num_experts} does not divide over {world} ranks")
-        if kwargs.get("capacity_factor") is not None or kwargs.get("eval_capacity_factor") is not None:
-            raise ValueError("expert parallelism here is dropless: leave capacity_factor None")
         self.group, self.world, self.rank = group, world, rank  # plain values: set before Module init
         super().__init__(dim, num_experts, k, **kwargs)
         if kwargs.get("seed") is not None:
@@ -135,19 +202,25 @@ class ExpertParallelMoE(MoE):
         return self.rank * self._num_local_experts()
 
     def _dispatch(self, tokens: Tensor, routing: Routing) -> tuple[Tensor, dict[str, Tensor]]:
-        return expert_parallel_dropless(
-            tokens, routing.indices, routing.weights, self.experts, group=self.group
-        )
+        cf = self.capacity_factor if self.training else self.eval_capacity_factor
+        if cf is None:
+            return expert_parallel_dropless(
+                tokens, routing.indices, routing.weights, self.experts, group=self.group
+            )
+        return expert_parallel_capacity(
+            tokens, routing.indices, routing.weights, self.experts, capacity_factor=cf,
+            order="token" if self.causal else "slot", alignment=self.alignment, group=self.group,
+        )  # fmt: skip
 
     @classmethod
     def from_moe(cls, moe: MoE, *, group=None) -> ExpertParallelMoE:
-        """This rank's shard of a single-process dropless `moe` (same gate, its slice of the experts)."""
-        if moe.capacity_factor is not None or moe.eval_capacity_factor is not None:
-            raise ValueError("expert parallelism here is dropless: the layer has a capacity factor")
+        """This rank's shard of a single-process `moe` (same gate and dispatch, its slice of the experts)."""
         full = moe.experts
         new = cls(
             moe.dim, moe.num_experts, moe.k, group=group, gate=copy.deepcopy(moe.gate), expert=full.kind, hidden=full.hidden,
             bias=full.b1 is not None, causal=moe.causal, balance_coef=moe.balance_coef, z_coef=moe.z_coef,
+            capacity_factor=moe.capacity_factor, eval_capacity_factor=moe.eval_capacity_factor,
+            alignment=moe.alignment,
         )  # fmt: skip
         new.experts.to(device=full.w1.device, dtype=full.w1.dtype)
         lo = new.expert_offset
