@@ -27,7 +27,37 @@ def test_tiny_reproduction_sparsity_emerges():
         torch.set_num_threads(threads)
     m = result.metrics
     assert result.holds, result.render()
-    assert {"sparsity_emerges_L0", "sparsity_emerges_L1", "model_learns"} <= set(result.passed)
+    assert {"sparsity_emerges_L0", "sparsity_emerges_L1", "model_learns"} == set(result.passed)
+    for arm in ("relu", "topk"):
+        assert 0.0 <= m[f"noisy_{arm}_memorized_mean"] <= 1.0
+        assert 0.1 <= m[f"noisy_{arm}_test_accuracy_mean"] <= 1.0
     for layer in (0, 1):
         assert 35.0 < m[f"nonzero_pct_L{layer}_init"] < 65.0  # ReLU of symmetric pre-activations at init
         assert 0.0 <= m[f"nonzero_pct_L{layer}_final"] <= 100.0
+
+
+def test_noisy_labels_change_exactly_the_fraction_and_never_to_the_true_class():
+    from sparsetorch.papers.lazy_neuron_noise import noisy_labels
+
+    y = torch.arange(1000) % 10
+    out = noisy_labels(y, 0.4, generator=torch.Generator().manual_seed(0))
+    assert int((out != y).sum()) == 400
+    assert out.min() >= 0 and out.max() <= 9
+    again = noisy_labels(y, 0.4, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+    with pytest.raises(ValueError, match="fraction"):
+        noisy_labels(y, 1.5, generator=torch.Generator())
+
+
+def test_tiny_vit_topk_keeps_k_activations_per_token():
+    from sparsetorch.activations.topk import TopK
+    from sparsetorch.papers.lazy_neuron_noise import TinyViT
+
+    torch.manual_seed(0)
+    model = TinyViT(d=32, layers=1, act=lambda: TopK(8, relu=True))
+    seen = []
+    model.blocks[0].act.register_forward_hook(lambda m, i, o: seen.append(o))
+    logits = model(torch.randn(3, 1, 28, 28))
+    assert logits.shape == (3, 10)
+    assert seen[0].shape == (3, 16, 128)
+    assert int((seen[0] != 0).sum(dim=-1).max()) <= 8
