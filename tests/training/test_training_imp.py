@@ -116,3 +116,39 @@ def test_bad_schedules():
     for bad in ({"prune_fraction": 0.0}, {"prune_fraction": 1.0}, {"rewind": 1.0}, {"rewind": -1}):
         with pytest.raises(ValueError):
             TRAINERS.get("imp")(**bad)
+
+
+def test_learning_rate_restarts_at_every_phase_from_step_k():
+    model = net()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    imp = TRAINERS.get("imp")(sparsity=0.75, prune_fraction=0.5, rewind=2)
+    imp.prepare(model, opt, total_steps=20)  # L = 8, k = 2, prunes after steps 8 and 14
+    assert [imp.lr_position(s) for s in (0, 7, 8, 13, 14, 19)] == [
+        (0, 8),
+        (7, 8),
+        (2, 8),
+        (7, 8),
+        (2, 8),
+        (7, 8),
+    ]
+    gmp = TRAINERS.get("gmp")(sparsity=0.5)
+    other = net()
+    gmp.prepare(other, torch.optim.SGD(other.parameters(), lr=0.1), total_steps=20)
+    assert gmp.lr_position(13) == (13, 20)  # one schedule over the whole run
+
+
+def test_fit_anneals_each_imp_phase_from_step_k():
+    x, y = batches(1, size=64)[0]
+    seen = []
+    imp = TRAINERS.get("imp")(sparsity=0.75, prune_fraction=0.5, rewind=1)
+    step = imp.step
+
+    def record() -> bool:
+        seen.append(imp.optimizer.param_groups[0]["lr"])
+        return step()
+
+    imp.step = record
+    fit(net(), imp, (x, y), epochs=10, batch_size=16, lr=0.1, progress=False)  # 40 steps: L = 14, k = 1
+    assert imp.phase_length == 14 and imp.rewind_step == 1
+    assert seen[14] == pytest.approx(seen[1])  # the first step after a rewind runs at step k's rate
+    assert seen[13] < seen[1] and seen[14] > seen[13]

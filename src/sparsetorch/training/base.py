@@ -277,6 +277,14 @@ class SparseTrainingMethod(Method):
         total = sum(m.numel() for m in masks.values())
         return 1.0 - sum(int(m.sum()) for m in masks.values()) / total if total else 0.0
 
+    def lr_position(self, step: int) -> tuple[int, int]:
+        """Where optimizer step `step` (0-based) sits on the run's learning-rate schedule, as
+        `(position, length)`: the whole run by default. `fit` anneals by it; IMP restarts the schedule
+        at every phase, as open_lth."""
+        if self.total_steps is None:
+            raise ValueError(f"{self.name}: lr_position needs prepare(..., total_steps=N)")
+        return step, self.total_steps
+
     def state_dict(self) -> dict[str, Any]:
         """The method's own state (the masks live in the model's state_dict)."""
         return {

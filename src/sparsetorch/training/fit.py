@@ -98,7 +98,8 @@ def fit(
         test: data to evaluate on after training (adds `test_accuracy`, `test_loss`).
         optimizer: "sgd" (with `momentum`), "adam", "adamw", or a callable `params -> Optimizer`.
         lr, momentum, weight_decay: optimizer settings (ignored by a callable).
-        lr_schedule: "cosine" (to 0 over training, per optimizer step) or "constant".
+        lr_schedule: "cosine" (to 0 over training, per optimizer step; restarted per phase where the
+            method says so, see `SparseTrainingMethod.lr_position`) or "constant".
         batch_size: examples per micro-batch.
         accumulate: micro-batches per optimizer step (gradient accumulation); the loss is the mean
             over the examples of the whole step, as with one batch of `accumulate * batch_size`.
@@ -125,9 +126,12 @@ def fit(
     opt = _optimizer(optimizer, model, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if method is not None:
         method.prepare(model, opt, targets, ignore, total_steps=total_steps)
-    schedule = (
-        torch.optim.lr_scheduler.CosineAnnealingLR(opt, total_steps) if lr_schedule == "cosine" else None
-    )
+
+    def cosine(step: int) -> float:  # to 0 over the run, or over each phase the method defines (IMP)
+        position, length = method.lr_position(step) if method is not None else (step, total_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * position / length))
+
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, cosine) if lr_schedule == "cosine" else None
     name = method.name if method is not None else "dense"
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

@@ -26,9 +26,9 @@ give per-layer budgets), `rewind=0.05` (5% of a phase: an early iteration, as re
 `rewind=0` is the original reset to initialization).
 
 Deviations:
-- The learning-rate schedule is the caller's and is not rewound: open_lth restarts it at step k
-  for every phase. For the paper's protocol restart the schedule at every phase start
-  (`phase_starts`), or use a constant rate.
+- The learning-rate schedule is the caller's. `lr_position` gives open_lth's restart (phase r runs
+  the schedule's steps k .. L again) and `sparsetorch.training.fit` follows it; a hand-written
+  loop must do the same (or use a constant rate), else later phases train at the annealed rate.
 - The optimizer state is reset at every rewind (a fresh optimizer, as open_lth builds one per
   level); the step-k optimizer state is not restored.
 - Exact counts (ties keep the earlier weight); the last round prunes to exactly `sparsity`; the
@@ -110,6 +110,17 @@ class IMP(SparseTrainingMethod):
     def phase_starts(self) -> list[int]:
         """The optimizer steps after which a training phase starts (0, then every prune step)."""
         return [0, *self.prune_steps]
+
+    def lr_position(self, step: int) -> tuple[int, int]:
+        """Phase 0 runs the schedule's steps 0 .. L, every later phase its steps k .. L again
+        (steps left after the last phase extend it, clamped at L)."""
+        if not self.prune_steps:  # sparsity 0: one phase, the whole run
+            return super().lr_position(step)
+        length, k = self.phase_length, self.rewind_step
+        if step < length:
+            return step, length
+        phase = min((step - length) // (length - k), len(self.prune_steps) - 1)
+        return min(k + step - length - phase * (length - k), length), length
 
     def check(self, shapes: dict[str, torch.Size]) -> None:
         config, total = self.config, self.total_steps
