@@ -138,7 +138,7 @@ def test_prune_bad_input_exits_cleanly(tmp_path, lenet_checkpoint):
 
 
 def test_papers_run_refuses_planned_papers_and_bad_scales():
-    result = runner.invoke(app, ["papers", "run", "turbo-vbi", "--scale", "tiny"])
+    result = runner.invoke(app, ["papers", "run", "routing-transformer", "--scale", "tiny"])
     assert result.exit_code == 2 and "no reproduction yet" in result.output
     result = runner.invoke(app, ["papers", "run", "dsnot", "--scale", "huge"])
     assert result.exit_code == 2

@@ -82,15 +82,15 @@ def test_list_papers_filters() -> None:
 
 def test_run_paper_on_planned_paper_says_so() -> None:
     with pytest.raises(
-        NotImplementedError, match=r"paper 'turbo-vbi' has no reproduction yet \(status: planned\)"
+        NotImplementedError, match=r"paper 'routing-transformer' has no reproduction yet \(status: planned\)"
     ):
-        run_paper("turbo-vbi", scale="tiny")
+        run_paper("routing-transformer", scale="tiny")
 
 
 def test_run_paper_validates_scale() -> None:
     assert SCALES == ("tiny", "small", "full")
     with pytest.raises(ValueError, match=r"unknown scale 'medium'.*'tiny', 'small', 'full'"):
-        run_paper("turbo-vbi", scale="medium")
+        run_paper("routing-transformer", scale="medium")
 
 
 def test_unknown_key_suggests_close_keys() -> None:

@@ -11,18 +11,20 @@ from training_testutil import FAST, SPARSITY, TOTAL, batches, net
 
 from sparsetorch.training import TRAINERS
 
-PAI = ("snip", "grasp", "synflow")  # masks from a calibration batch at prepare, fixed afterwards
+PAI = ("snip", "grasp", "synflow", "cts")  # masks from a calibration batch at prepare, fixed afterwards
 NM_METHODS = ("sr-ste", "bdwp")  # dense weights, N:M masks recomputed every step
 # Tiny settings; 1:4 keeps 3 of every 4, i.e. SPARSITY, so the contract's counts hold for N:M too.
 EXTRA_FAST = {
     "snip": {},
     "grasp": {},
     "synflow": {"iterations": 10},
+    "cts": {"iterations": 10, "batch_size": 8},
     "sr-ste": {"pattern": "1:4"},
     "bdwp": {"pattern": "1:4"},
     "imp": {"prune_fraction": 0.3, "rewind": 1},  # 4 rounds: prune after steps 3, 5, 7 and 9
     "g2gnet": {"update_every": 2},  # default 0.75 = SPARSITY; window 20 covers every step
     "wgsef": {"end": 8},  # prox after steps 1-7, rows fixed at step 8
+    "turbo-vbi": {"update_every": 2, "end": 8},  # GMP's cubic schedule, masks by posterior support
 }
 
 

@@ -32,7 +32,7 @@ IMP_ROUNDS = {3: 0.3, 5: 1 - 0.7**2, 7: 1 - 0.7**3, 9: SPARSITY}
 
 def test_registry_holds_the_methods():
     assert set(METHODS) >= {"gmp", "granet", "rigl", "set", "random-pruning"}
-    assert set(METHODS) >= {"imp", "snip", "grasp", "synflow", "sr-ste", "bdwp"}
+    assert set(METHODS) >= {"imp", "snip", "grasp", "synflow", "cts", "sr-ste", "bdwp"}
     assert T.TRAINERS.get("granet").paper == "granet"
     assert T.TRAINERS.get("random-pruning").paper == "random-pruning"
     assert T.TRAINERS.get("sr-ste").paper == "sr-ste"
@@ -40,7 +40,7 @@ def test_registry_holds_the_methods():
 
 
 def expected_sparsity(name: str, step: int) -> float:
-    if name in ("gmp", "granet"):  # the target of the last update step (every 2 steps, until 8)
+    if name in ("gmp", "granet", "turbo-vbi"):  # the target of the last update step (every 2 steps, until 8)
         return cubic(min(step - step % 2, 8), initial=0.0, final=SPARSITY, start=0, end=8)
     if name == "wgsef":  # dense (prox steps only) until its one mask update at step 8
         return SPARSITY if step >= 8 else 0.0

@@ -13,9 +13,14 @@ Every method follows `torch.ao.pruning`'s verbs (see `base`): `prepare(model, op
 - `snip`, `grasp`, `synflow`: pruning at initialization by connection sensitivity (Lee et al.
   2019), gradient signal preservation (Wang et al. 2020) and iterative synaptic flow (Tanaka et al.
   2020); masks made at `prepare` from calibration data (`pai`), fixed afterwards;
+- `cts`: Concrete Ticket Search (Arora & Teuscher 2025): Concrete mask logits learned at `prepare`
+  by the reverse KL to the dense network, density steered by GradBalance, the highest logits
+  kept; masks fixed afterwards (`pai`);
 - `sr-ste`: N:M from scratch, the sparse-refined straight-through estimator (Zhou et al. 2021);
 - `bdwp`: N:M weights in the forward and the backward pass (Fang et al. 2023);
 - `g2gnet`: block-modular ensemble masks with Hebbian regrowth (Konstantaropoulos et al. 2025);
+- `turbo-vbi`: Turbo-VBI structured Bayesian pruning, a Markov neuron / fan-in support prior (Xia
+  et al. 2023);
 - `wgsef`: group envelope proximal regularizer reaching a preset row sparsity (Refael et al. 2022).
 
 `sparse_ift.sparse_wide` / `iso_flop_method` give the Sparse Wide iso-FLOP transformation
@@ -29,6 +34,7 @@ retraining runs share one mask and are averaged (Zimmer et al. 2023).
 
 from sparsetorch.training import (  # noqa: F401  (fill the registry)
     bdwp,
+    cts,
     g2gnet,
     gmp,
     granet,
@@ -40,6 +46,7 @@ from sparsetorch.training import (  # noqa: F401  (fill the registry)
     snip,
     srste,
     synflow,
+    turbo_vbi,
     wgsef,
 )
 from sparsetorch.training.base import TRAINERS, SparseTrainingMethod

@@ -10,6 +10,7 @@ from datetime import date
 
 from sparsetorch.papers import (
     bdwp,
+    cts,
     dsnot,
     g2gnet,
     granet,
@@ -18,6 +19,7 @@ from sparsetorch.papers import (
     sparse_ift,
     sparse_model_soups,
     sr_ste,
+    turbo_vbi,
     wgsef,
 )
 from sparsetorch.papers.base import Axis, Paper
@@ -62,6 +64,8 @@ CATALOG: tuple[Paper, ...] = (
             "weight-level and neuron-level structured sparsity, with better compression rate and accuracy "
             "than the baselines."
         ),
+        modules=("sparsetorch.training.turbo_vbi",),
+        reproduce=turbo_vbi.reproduce,
     ),
     Paper(
         index=15,
@@ -171,6 +175,8 @@ CATALOG: tuple[Paper, ...] = (
             "or beat lottery ticket rewinding, e.g. 99.3% sparsity at 74.0% accuracy in 7.9 minutes for "
             "ResNet-20 on CIFAR-10 versus 68.3% in 95.2 minutes for LTR."
         ),
+        modules=("sparsetorch.training.cts",),
+        reproduce=cts.reproduce,
     ),
     Paper(
         index=46,

@@ -1,0 +1,61 @@
+"""The `turbo-vbi` reproduction at tiny scale: measured checks, sane metrics, structure invariants."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sparsetorch.papers.turbo_vbi import ARMS, SPARSITY, removed_neurons, reproduce, weights_per_run
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield reproduce("tiny")
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.data
+def test_tiny_reproduction_is_measured_not_asserted(tiny):
+    assert {c.name for c in tiny.checks} == {
+        "turbo_removes_more_neurons_than_gmp", "turbo_longer_weight_runs_than_gmp",
+        "turbo_within_1_point_of_dense_at_10x", "turbo_accuracy_at_least_gmp",
+        "markov_prior_removes_more_neurons_than_iid", "posterior_pruning_within_1_point_of_dense",
+    }  # fmt: skip
+    assert tiny.holds == all(c.passed for c in tiny.checks)
+    m = tiny.metrics
+    assert all(math.isfinite(v) for v in m.values())
+    for arm in ARMS:
+        assert 0.1 < m[f"{arm}_accuracy_mean"] <= 1.0  # 10 classes: better than chance
+        assert 0 <= m[f"{arm}_removed_neurons_mean"] <= 400
+    for arm in ("turbo", "gmp", "iid"):  # the preset sparsity is exact: 10x on the targets
+        assert m[f"{arm}_sparsity_mean"] == pytest.approx(SPARSITY, abs=1e-6)
+        assert m[f"{arm}_compression_mean"] == pytest.approx(1 / (1 - SPARSITY), rel=1e-4)
+        assert 1 < m[f"{arm}_model_compression_mean"] < m[f"{arm}_compression_mean"]  # biases, classifier
+    assert m["dense_compression_mean"] == 1.0 and m["dense_removed_neurons_mean"] == 0
+    assert m["posterior_compression_mean"] == pytest.approx(1 / (1 - m["posterior_sparsity_mean"]))
+    assert m["turbo_minus_gmp_points"] == pytest.approx(
+        100 * (m["turbo_accuracy_mean"] - m["gmp_accuracy_mean"])
+    )
+    assert "Fashion-MNIST" in tiny.note
+
+
+def test_structure_metrics_by_hand():
+    w1 = torch.tensor([[1.0, 1.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0], [1.0, 0.0, 1.0, 1.0]])  # 3 x 4
+    w2 = torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0]])  # 2 x 3: unit 1 of layer 1 has no outputs
+    w3 = torch.ones(5, 2)
+    # Layer 1: unit 1 has no inputs (and no outputs); layer 2: unit 1 has no inputs.
+    assert removed_neurons([w1, w2, w3]) == 2
+    # Runs along rows: w1 [2, 1], -, [1, 2]; w2 [1, 1]: 8 non-zeros in 6 runs.
+    assert weights_per_run([w1, w2]) == pytest.approx(8 / 6)
+    assert weights_per_run([torch.zeros(2, 3)]) == 0.0
+
+
+def test_unknown_scale_is_refused():
+    with pytest.raises(ValueError, match="scale"):
+        reproduce("medium")
