@@ -5,7 +5,9 @@
 - `dispatch`: dropless (sort + grouped matmul) and Tutel-style capacity dispatch;
 - `moe`: the `MoE` layer and its `Experts`;
 - `monitor`: dead experts, entropy, routing fluctuation, load histogram;
-- `parallel`: expert parallelism over `torch.distributed` (all_to_all).
+- `parallel`: expert parallelism over `torch.distributed` (all_to_all), dropless or capacity;
+- `oracle`: the best achievable routing per sample (exhaustive over expert sets), for oracle gaps;
+- `roma`: router-only fine-tuning with routing-manifold regularization (RoMA).
 """
 
 from __future__ import annotations
@@ -51,7 +53,9 @@ from sparsetorch.routing.monitor import (
     load_histogram,
     routing_fluctuation,
 )
+from sparsetorch.routing.oracle import OracleResult, forced_last_token, oracle_routing
 from sparsetorch.routing.parallel import ExpertParallelMoE
+from sparsetorch.routing.roma import RomaConfig, finetune_routers, manifold_regularizer, successful_set
 from sparsetorch.routing.ssr import SSRGate, ssr_gating, transport_plan_routing  # registers "ssr"
 
 __all__ = [
@@ -69,7 +73,9 @@ __all__ = [
     "MagnetConfig",
     "MoE",
     "OracleGate",
+    "OracleResult",
     "RandomGate",
+    "RomaConfig",
     "RouterPhase",
     "Routing",
     "RoutingMonitor",
@@ -86,11 +92,15 @@ __all__ = [
     "dropless",
     "expert_choice_gating",
     "expert_load",
+    "finetune_routers",
     "forced_expert_gating",
+    "forced_last_token",
     "graph_moe_gpt",
     "load_entropy",
     "load_histogram",
+    "manifold_regularizer",
     "name_gates",
+    "oracle_routing",
     "random_gating",
     "routing_entropy",
     "routing_fluctuation",
@@ -99,6 +109,7 @@ __all__ = [
     "sinkhorn_gating",
     "slot_locations",
     "ssr_gating",
+    "successful_set",
     "top_k_gating",
     "transport_plan_routing",
     "z_loss",

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date
 
 from sparsetorch.papers import graph_of_tokens_moe, language_family_moe, magnet
+from sparsetorch.papers import roma as roma_paper
 from sparsetorch.papers import ssr as ssr_paper
 from sparsetorch.papers.base import Axis, Paper
 
@@ -153,6 +154,12 @@ CATALOG: tuple[Paper, ...] = (
             "successful neighbours in a task-embedding space narrows the 10-20% accuracy gap between "
             "existing MoE LLM routers and optimal routing."
         ),
+        modules=(
+            "sparsetorch.routing.roma",
+            "sparsetorch.routing.oracle",
+            "sparsetorch.routing.language_family",
+        ),
+        reproduce=roma_paper.reproduce,
     ),
     Paper(
         index=36,

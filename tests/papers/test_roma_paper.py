@@ -1,0 +1,50 @@
+"""The `roma` reproduction at tiny scale: measured checks and invariants."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from sparsetorch.papers.roma import _samples, reproduce
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield reproduce("tiny")
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_tiny_reproduction_is_measured_not_asserted(tiny):
+    assert {c.name for c in tiny.checks} == {"roma_narrows_oracle_gap", "roma_beats_router_only_finetuning"}
+    assert tiny.holds == all(c.passed for c in tiny.checks)
+    m = tiny.metrics
+    assert all(math.isfinite(v) for v in m.values())
+    assert m["test_samples"] == 140 and m["finetune_samples"] == 42 and m["seeds"] == 1
+    for run in ("before", "baseline", "roma"):
+        acc = m["router_acc_before"] if run == "before" else m[f"{run}_acc"]
+        oracle = m["oracle_acc_before"] if run == "before" else m[f"{run}_oracle_acc"]
+        gap = m["gap_before"] if run == "before" else m[f"{run}_gap"]
+        assert 0.0 <= acc <= oracle <= 1.0  # the oracle includes the router's own routing
+        assert gap == pytest.approx(oracle - acc)
+        assert acc * 140 == pytest.approx(round(acc * 140))  # a share of the 140 test words
+    assert 5 <= m["successful_set_size"] <= 42
+    assert 0.0 <= m["family_forced_acc"] <= 1.0 and m["roma_wins"] in (0.0, 1.0)
+    assert "out of scope" in tiny.note
+
+
+def test_samples_are_left_padded_words_ending_in_a_separator():
+    seq = _samples(("ab", "héllo"))
+    assert seq.shape == (2, 16)
+    assert seq[0].tolist() == [0] * 13 + [97, 98, 0]
+    assert bytes(seq[1, -7:-1].tolist()).decode() == "héllo" and seq[1, -1] == 0 and (seq[1, :-7] == 0).all()
+
+
+def test_unknown_scale_is_refused():
+    with pytest.raises(ValueError, match="scale"):
+        reproduce("medium")
