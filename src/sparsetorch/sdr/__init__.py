@@ -8,7 +8,10 @@
 - `sparsey`: Sparsey's single-trial associative memory (one winner per competitive module,
   familiarity-contingent code selection);
 - `coding` / `dictionary`: sparse coding by proximal iteration (l1, l0, CEL0) and dictionary
-  learning on natural-image patches (`beyond-l1`).
+  learning on natural-image patches (`beyond-l1`);
+- `transcoder` / `mlp_hooks`: transcoders (a wide sparse ReLU MLP imitating a dense MLP sublayer),
+  training with dead-feature tracking, and hook-based collection / substitution of a model's MLP
+  (`transcoders`).
 """
 
 from __future__ import annotations
@@ -73,11 +76,27 @@ from sparsetorch.sdr.theory import (
     union_expected_active,
     union_false_match_probability,
 )
+from sparsetorch.sdr.transcoder import (
+    DeadFeatureTracker,
+    Transcoder,
+    TranscoderConfig,
+    TranscoderLoss,
+    TranscoderTrainConfig,
+    TranscoderTrainResult,
+    collect_mlp_io,
+    constant_output,
+    minilm_mlp,
+    substitute_mlp,
+    train_transcoder,
+    transcoder_loss,
+    transcoder_metrics,
+)
 
 __all__ = [
     "PENALTIES",
     "SDR",
     "ActiveDendrites",
+    "DeadFeatureTracker",
     "DendriteOutput",
     "DendriticNeuron",
     "Estimate",
@@ -85,12 +104,19 @@ __all__ = [
     "SparseyConfig",
     "SparseyMac",
     "ThresholdAnalysis",
+    "Transcoder",
+    "TranscoderConfig",
+    "TranscoderLoss",
+    "TranscoderTrainConfig",
+    "TranscoderTrainResult",
     "absolute_max_gate",
     "binarize_edges",
     "calibrate_lambda",
     "cel0_penalty",
     "cel0_prox",
     "code_distribution",
+    "collect_mlp_io",
+    "constant_output",
     "density_at_error",
     "dictionary_grid",
     "error_at_density",
@@ -103,6 +129,7 @@ __all__ = [
     "max_bias",
     "max_gate",
     "median_false_match",
+    "minilm_mlp",
     "normalize_atoms",
     "optimal_threshold",
     "orientation_selectivity",
@@ -119,7 +146,11 @@ __all__ = [
     "soft_threshold",
     "sparse_code",
     "sparsity_curve",
+    "substitute_mlp",
     "threshold_analysis",
+    "train_transcoder",
+    "transcoder_loss",
+    "transcoder_metrics",
     "union_expected_active",
     "union_false_match_probability",
     "v_to_mu",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sparsetorch.papers import blockffn, chess, delta_activation, lazy_neuron
+from sparsetorch.papers import blockffn, chess, delta_activation, lazy_neuron, transcoders
 from sparsetorch.papers.base import Axis, Paper
 
 CATALOG: tuple[Paper, ...] = (
@@ -87,5 +87,7 @@ CATALOG: tuple[Paper, ...] = (
             "1.4B parameter language models perform at least on par with sparse autoencoders in sparsity, "
             "faithfulness and interpretability, and enable weights-based circuit analysis."
         ),
+        modules=("sparsetorch.sdr.transcoder", "sparsetorch.sdr.mlp_hooks", "sparsetorch.papers.transcoders"),
+        reproduce=transcoders.reproduce,
     ),
 )
