@@ -61,6 +61,7 @@ def method_registry(kind: str) -> Registry[type[Method]]:
 def _load_all() -> None:
     # Importing the subpackages fills their registries.
     import sparsetorch.pruning
+    import sparsetorch.search
     import sparsetorch.training  # noqa: F401
 
 

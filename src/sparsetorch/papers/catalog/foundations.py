@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sparsetorch.papers import beyond_l1, sdr_dendrites, sparsey
+from sparsetorch.papers import beyond_l1, dass, random_search_nas, sdr_dendrites, sparsey
 from sparsetorch.papers.base import Axis, Paper
 
 CATALOG: tuple[Paper, ...] = (
@@ -46,6 +46,8 @@ CATALOG: tuple[Paper, ...] = (
             "neither perform better nor converge faster than random sparse networks at the same sparsity, "
             "while even highly sparse networks keep much of the dense performance."
         ),
+        modules=("sparsetorch.search.space", "sparsetorch.search.random_search"),
+        reproduce=random_search_nas.reproduce,
     ),
     Paper(
         index=9,
@@ -99,6 +101,8 @@ CATALOG: tuple[Paper, ...] = (
             "objective raises the accuracy of sparse MobileNet-v2 from 73.44% to 81.35% (+7.91%) with 3.87x "
             "faster inference."
         ),
+        modules=("sparsetorch.search.space", "sparsetorch.search.dass"),
+        reproduce=dass.reproduce,
     ),
     Paper(
         index=44,

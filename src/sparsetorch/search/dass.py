@@ -1,0 +1,232 @@
+"""DASS: a differentiable (DARTS-style) search over sparse operations, at small scale.
+
+Paper key `dass`: Mousavi, Loni, Alibeigi and Daneshtalab 2022, "DASS: Differentiable Architecture
+Search for Sparse neural networks" (arXiv 2207.06968). DASS adds parametric sparse operations
+(`SparseConv`, `SparseLinear`) to a DARTS search space and evaluates the architecture objective on
+the *sparse* weights, so the search prefers architectures that stay accurate once pruned.
+
+Here the search space is the over-parameterized MLP of `sparsetorch.search.space` (all hidden
+units kept) and the operations of layer `l` are `K` SparseLinear candidates sharing one weight
+`W_l`, candidate `k` keeping the `n_lk` largest-magnitude weights, `n_lk = round(D * r_k * |W_l|)`
+with `D = 1 - sparsity` and multipliers `r_k` (default 1/4 .. 4 times the uniform density). The
+mixed operation (DARTS' continuous relaxation), by linearity of the layer:
+
+    p_l = softmax(alpha_l),   o_l(x) = sum_k p_lk (W_l * M_lk) x = (W_l * sum_k p_lk M_lk) x,
+
+with `M_lk` the magnitude masks, recomputed from `|W_l|` every `mask_interval` steps (a pruning
+step between training phases, as DASS alternates them) and constant in the backward pass. Bi-level optimization, first-order DARTS, alternating one step of each:
+
+    weights: W <- W - eta_w * grad_W  CE(train batch; W, alpha)            (SGD, momentum, cosine)
+    arch:    alpha <- alpha - eta_a * grad_alpha [ CE(val batch; W, alpha)
+                                                   + lambda * (E(alpha) / B - 1)^2 ]   (Adam)
+
+where `E(alpha) = sum_l sum_k p_lk n_lk` is the expected number of nonzeros and `B` the budget of the
+space. The first `warmup_steps` steps train the weights only (DASS pre-trains the supernet before
+the architecture is updated). Discretization: in each layer take `k*_l = argmax_k alpha_lk`, then
+rescale the chosen counts `n_{l,k*_l}` by the largest-remainder split (`SparseMLPSpace.split_counts`,
+capped at the layer size) so that the total is exactly the budget. The result is the layer-wise
+sparsity of the architecture; its weights are placed at random positions and trained from scratch
+by the caller, as DARTS retrains the discretized architecture.
+
+Deviations (all for a CPU-sized, exactly budgeted reproduction): the candidates differ in sparsity
+level only (DASS mixes sparse and dense conv/linear/pooling ops of different kernel sizes in a
+DARTS cell on CIFAR-10/ImageNet); the masks come from weight magnitude (DASS learns importance
+scores with a pruning step between weight and architecture updates); the budget penalty `lambda`
+is ours (DASS fixes one pruning ratio per op, which our budget-constrained discretization replaces);
+the final weight positions are random rather than the supernet's. DARTS' optimizer defaults are
+kept (weights SGD lr 0.025, momentum 0.9, wd 3e-4; architecture Adam lr 3e-4, betas (0.5, 0.999),
+wd 1e-3; alpha initialised as 1e-3 * N(0, 1)); batch 64.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from sparsetorch.methods import MethodConfig
+from sparsetorch.search.base import SEARCHES, SearchOutcome, SparseSearch, fresh_copy
+from sparsetorch.search.space import SparseMLPSpace
+from sparsetorch.search.train import Data
+
+__all__ = ["Dass", "DassConfig", "candidate_counts", "discretize", "magnitude_masks", "soft_mask"]
+
+
+@dataclass(frozen=True)
+class DassConfig(MethodConfig):
+    """DASS search hyperparameters (DARTS' optimizer defaults; see the module docstring).
+
+    Args:
+        multipliers: candidate layer densities as multiples of the uniform density `1 - sparsity`.
+        search_steps: weight steps of the search (each after warmup is followed by one alpha step).
+        warmup_steps: first steps that train the weights only (< search_steps).
+        batch_size: examples per weight and per architecture step.
+        weight_lr, weight_momentum, weight_decay: SGD on the supernet weights (cosine to 0).
+        arch_lr, arch_weight_decay: Adam (betas 0.5, 0.999) on the architecture parameters.
+        budget_penalty: lambda of the expected-nonzeros term.
+        mask_interval: steps between re-rankings of the candidates' magnitude masks.
+        seed: seeds alpha's initialisation, the batch order and the final weight positions.
+    """
+
+    multipliers: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
+    search_steps: int = 200
+    warmup_steps: int = 50
+    batch_size: int = 64
+    weight_lr: float = 0.025
+    weight_momentum: float = 0.9
+    weight_decay: float = 3e-4
+    arch_lr: float = 3e-4
+    arch_weight_decay: float = 1e-3
+    budget_penalty: float = 1.0
+    mask_interval: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "multipliers", tuple(self.multipliers))
+        if not self.multipliers:
+            raise ValueError("empty search space: multipliers has no candidate operations")
+        if any(not isinstance(r, int | float) or not math.isfinite(r) or r <= 0 for r in self.multipliers):
+            raise ValueError(f"multipliers must be positive numbers, got {self.multipliers!r}")
+        for label in ("search_steps", "batch_size", "mask_interval"):
+            value = getattr(self, label)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
+        w = self.warmup_steps
+        if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w < self.search_steps:
+            raise ValueError(
+                f"warmup_steps must be an integer in [0, search_steps={self.search_steps}), got {w!r}: "
+                "the search needs at least one architecture step"
+            )
+        for label in ("weight_lr", "arch_lr"):
+            if not getattr(self, label) > 0:
+                raise ValueError(f"{label} must be positive, got {getattr(self, label)!r}")
+        for label in ("weight_momentum", "weight_decay", "arch_weight_decay", "budget_penalty"):
+            if not getattr(self, label) >= 0:
+                raise ValueError(f"{label} must be >= 0, got {getattr(self, label)!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+
+
+def candidate_counts(space: SparseMLPSpace, multipliers: tuple[float, ...]) -> dict[str, list[int]]:
+    """`{fqn: [n_l1 .. n_lK]}`: nonzeros of each candidate op, `round(D * r_k * numel)` in `[1, numel]`."""
+    density = space.budget / space.numel
+    out = {}
+    for fqn, shape in space.shapes.items():
+        numel = math.prod(shape)
+        out[fqn] = [min(numel, max(1, round(density * r * numel))) for r in multipliers]
+    return out
+
+
+def magnitude_masks(weight: Tensor, counts: list[int]) -> Tensor:
+    """`(K, *weight.shape)` float masks, mask `k` keeping the `counts[k]` largest `|weight|`."""
+    magnitude = weight.detach().abs()
+    ranked = magnitude.flatten().topk(max(counts)).values  # descending
+    # Ties at a threshold keep every tied weight (measure zero for trained float weights).
+    return torch.stack([(magnitude >= ranked[c - 1]).to(weight.dtype) for c in counts])
+
+
+def soft_mask(weight: Tensor, counts: list[int], probs: Tensor) -> Tensor:
+    """`sum_k probs[k] * M_k` with `M_k` from `magnitude_masks` (constant in the backward pass)."""
+    return torch.tensordot(probs, magnitude_masks(weight, counts), dims=1)
+
+
+def discretize(space: SparseMLPSpace, alphas: dict[str, Tensor], counts: dict[str, list[int]]) -> list[int]:
+    """Per-layer nonzeros: each layer's argmax candidate, rescaled to exactly the space's budget."""
+    chosen = [float(counts[f][int(alphas[f].argmax())]) for f in space.shapes]
+    caps = [math.prod(s) for s in space.shapes.values()]
+    return space.split_counts(chosen, caps)
+
+
+@SEARCHES.register("dass")
+class Dass(SparseSearch):
+    """Differentiable search of per-layer sparsity levels; see the module docstring."""
+
+    name = "dass"
+    paper = "dass"
+    Config = DassConfig
+
+    def _search(self, space: SparseMLPSpace, parent: nn.Module, train_data: Data, val: Data) -> SearchOutcome:
+        if 1.0 not in space.node_fractions:
+            raise ValueError(f"{self.name}: the space must allow keeping every unit (1.0 in node_fractions)")
+        cfg = self.config
+        gen = torch.Generator().manual_seed(cfg.seed)
+        counts = candidate_counts(space, cfg.multipliers)
+        fqns = list(space.shapes)
+        net = fresh_copy(parent)
+        params = dict(net.named_parameters())
+        alphas = {f: (1e-3 * torch.randn(len(cfg.multipliers), generator=gen)).requires_grad_() for f in fqns}
+        w_opt = torch.optim.SGD(
+            net.parameters(), lr=cfg.weight_lr, momentum=cfg.weight_momentum, weight_decay=cfg.weight_decay
+        )
+        w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, cfg.search_steps)
+        a_opt = torch.optim.Adam(
+            list(alphas.values()), lr=cfg.arch_lr, betas=(0.5, 0.999), weight_decay=cfg.arch_weight_decay
+        )
+        n = {f: torch.tensor(counts[f], dtype=torch.float32) for f in fqns}
+
+        stacks: dict[str, Tensor] = {}
+
+        def forward(x: Tensor, probs: dict[str, Tensor], *, weights_fixed: bool = False) -> Tensor:
+            w = {f: params[f].detach() if weights_fixed else params[f] for f in fqns}
+            # (K,) . (K, out, in) -> (out, in): the mixed operation's effective mask
+            masked = {f: w[f] * torch.tensordot(probs[f], stacks[f], dims=1) for f in fqns}
+            return functional_call(net, masked, (x,))
+
+        def batches(data: Data):
+            x, y = data
+            while True:
+                for index in torch.randperm(len(x), generator=gen).split(cfg.batch_size):
+                    yield x[index], y[index]
+
+        train_batches, val_batches = batches(train_data), batches(val)
+        net.train()
+        arch_steps, expected = 0, []
+        for step in range(cfg.search_steps):
+            if step % cfg.mask_interval == 0:  # the pruning step: re-rank the candidates' weights
+                stacks = {f: magnitude_masks(params[f], counts[f]) for f in fqns}
+            # Weight step on a training batch, the architecture held fixed.
+            x, y = next(train_batches)
+            probs = {f: alphas[f].detach().softmax(0) for f in fqns}
+            loss = F.cross_entropy(forward(x, probs), y)
+            w_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            w_opt.step()
+            w_sched.step()
+            if step < cfg.warmup_steps:
+                continue
+            # Architecture step on a validation batch (first-order: the weights are taken as optimal).
+            x, y = next(val_batches)
+            probs = {f: alphas[f].softmax(0) for f in fqns}
+            nonzeros = sum((probs[f] * n[f]).sum() for f in fqns)
+            loss = F.cross_entropy(forward(x, probs, weights_fixed=True), y)
+            loss = loss + cfg.budget_penalty * (nonzeros / space.budget - 1.0) ** 2
+            a_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            a_opt.step()
+            arch_steps += 1
+            expected.append(float(nonzeros.detach()) / space.budget)
+
+        final = discretize(space, {f: a.detach() for f, a in alphas.items()}, counts)
+        config = space.build(nodes=space.full_nodes(), counts=final, generator=gen)
+        # Score: the trained supernet with hard magnitude masks at the discretized counts.
+        with torch.no_grad():
+            hard = {
+                f: params[f] * soft_mask(params[f], [c], torch.ones(1))
+                for f, c in zip(fqns, final, strict=True)
+            }
+            net.eval()
+            logits = torch.cat([functional_call(net, hard, (xb,)) for xb in val[0].split(1000)])
+            score = float((logits.argmax(-1) == val[1]).float().mean())
+        history = {
+            "probabilities": {f: alphas[f].detach().softmax(0).tolist() for f in fqns},
+            "candidate_counts": counts,
+            "chosen_multipliers": [cfg.multipliers[int(alphas[f].argmax())] for f in fqns],
+            "counts": final,
+            "arch_steps": arch_steps,
+            "expected_nonzeros_ratio": expected,
+        }
+        return SearchOutcome(config=config, score=score, history=history)
