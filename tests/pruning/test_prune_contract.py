@@ -182,7 +182,7 @@ def test_unknown_method_and_options():
 def test_list_and_create_methods():
     assert {"magnitude", "random", "wanda"} <= set(st.list_methods())
     assert st.list_methods("rand*", kind="pruning") == ["random"]
-    assert st.list_methods("rand*") == ["random", "random-pruning"]
+    assert st.list_methods("rand*") == ["random", "random-pruning", "random-search"]  # every kind
     assert type(st.create_method("wanda")).__name__ == "Wanda"
     with pytest.raises(KeyError, match="did you mean"):
         st.create_method("randon")
