@@ -5,6 +5,7 @@ SGD steps (same data, batch, seed) with no method (dense), with static masks (`r
 the cost of the mask parametrization alone) and with the dynamic methods `rigl`, `set` and
 `granet` (default update interval: every 100 steps). Printed per row: ms per step, the ratio to
 dense (target <= 1.15x for a masked step), and the share of time in mask updates (target <= 5%).
+Methods run in `--repeats` interleaved rounds and the median is printed, with the spread.
 Foreign CPU load during each run is measured from /proc/stat; above 0.25 cores the row is
 flagged.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 
 import torch
@@ -55,24 +57,43 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--sparsity", type=float, default=0.9)
+    p.add_argument("--repeats", type=int, default=3, help="rounds over all methods (median reported)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps of {args.batch}")
-    print("| model | method | ms/step | vs dense | mask-update share | updates | foreign load |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {args.steps} steps of {args.batch}, "
+        f"median of {args.repeats} interleaved rounds"
+    )
+    print("| model | method | ms/step | vs dense | spread | mask-update share | updates | foreign load |")
+    print("|---|---|---|---|---|---|---|---|")
     rows = []
     for model_name in args.models.split(","):
         run(model_name, "dense", steps=5, batch=args.batch, sparsity=args.sparsity)  # warm-up, discarded
-        dense_ms = None
-        for method in METHODS:
-            r = run(model_name, method, steps=args.steps, batch=args.batch, sparsity=args.sparsity)
-            dense_ms = dense_ms or r["ms_per_step"]
+        # Rounds interleave the methods: a drift of the machine's speed during the run (seen here:
+        # the same dense run 8 -> 13 ms/step within minutes) then hits every method alike.
+        runs: dict[str, list[dict]] = {m: [] for m in METHODS}
+        for _ in range(args.repeats):
+            for method in METHODS:
+                runs[method].append(
+                    run(model_name, method, steps=args.steps, batch=args.batch, sparsity=args.sparsity)
+                )
+        dense_ms = statistics.median(r["ms_per_step"] for r in runs["dense"])
+        for method, results in runs.items():
+            times = [r["ms_per_step"] for r in results]
+            r = {
+                **results[0],
+                "ms_per_step": statistics.median(times),
+                "ms_per_step_all": times,
+                "update_share": statistics.median(r["update_share"] for r in results),
+                "foreign_cores": max(r["foreign_cores"] for r in results),
+            }
             r["vs_dense"] = r["ms_per_step"] / dense_ms
             rows.append(r)
             flag = " (unreliable)" if r["foreign_cores"] > 0.25 else ""
             print(
                 f"| {model_name} | {method} | {r['ms_per_step']:.2f} | {r['vs_dense']:.3f}x | "
-                f"{r['update_share']:.2%} | {r['updates']} | {r['foreign_cores']:.2f}{flag} |"
+                f"{min(times):.2f}-{max(times):.2f} | {r['update_share']:.2%} | {r['updates']} | "
+                f"{r['foreign_cores']:.2f}{flag} |"
             )
             sys.stdout.flush()
     if args.json:
