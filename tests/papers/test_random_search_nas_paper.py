@@ -5,48 +5,14 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
+from search_paper_testutil import reproduce_tiny_with_armed_test_set
 
 from sparsetorch.papers import random_search_nas as paper
-from sparsetorch.search import SparseSearch
-
-
-class Tripwire(torch.Tensor):
-    """A tensor that raises on any torch operation while `Tripwire.armed` is set."""
-
-    armed = False
-
-    @classmethod
-    def __torch_function__(cls, func, types, args=(), kwargs=None):
-        if cls.armed:
-            raise AssertionError(f"the test set was touched during a search ({func})")
-        return super().__torch_function__(func, types, args, kwargs or {})
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    cfg = paper.SCALES["tiny"]
-    train, val, test = paper.fashion_splits(train=cfg["train"], val=cfg["val"], test=cfg["test"])
-    test = (test[0].as_subclass(Tripwire), test[1].as_subclass(Tripwire))
-    searches = []
-    original = SparseSearch.run
-
-    def spy(self, space, parent, *, train, val):
-        searches.append(space.sparsity)
-        Tripwire.armed = True  # every search runs with the test set armed
-        try:
-            return original(self, space, parent, train=train, val=val)
-        finally:
-            Tripwire.armed = False
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    SparseSearch.run = spy
-    try:
-        yield paper.reproduce("tiny", data=(train, val, test)), searches
-    finally:
-        SparseSearch.run = original
-        torch.set_num_threads(threads)
+    return reproduce_tiny_with_armed_test_set(paper)
 
 
 @pytest.mark.data
@@ -81,7 +47,9 @@ def test_tiny_reproduction_is_measured_not_asserted(tiny):
 def test_every_search_ran_with_the_test_set_untouched(tiny):
     _, searches = tiny
     cfg = paper.SCALES["tiny"]
-    assert sorted(searches) == sorted(list(cfg["sparsities"]) * 2 * len(cfg["seeds"]))  # search, initsearch
+    assert sorted(s for _, s in searches) == sorted(
+        list(cfg["sparsities"]) * 2 * len(cfg["seeds"])
+    )  # search, initsearch
 
 
 def test_scales_compare_over_seeds_at_small():
