@@ -13,14 +13,6 @@ from sparsetorch.search import SEARCHES, Dass
 from sparsetorch.search.dass import candidate_counts, discretize, magnitude_masks, soft_mask
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _run(seed: int = 0, sparsity: float = 0.8, **overrides):
     train, val, _ = splits()
     sp = space(sparsity, node_fractions=(0.5, 1.0))

@@ -10,14 +10,6 @@ from sparsetorch.masks import masks as attached_masks
 from sparsetorch.search import SEARCHES, RandomSearch, retrain, split_validation
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _run(seed: int = 0, **overrides):
     train, val, test = splits()
     sp = space(0.5)
