@@ -30,7 +30,6 @@ the sparse path must read / measured 512 MiB read bandwidth) that the cold time 
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import platform
@@ -46,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kernels import LoadMeter, evict, read_bandwidth
+from kernels import LoadMeter, flusher, make_cold, read_bandwidth
 from sparsetorch.activations.gather import GatherLinear, SparseFFN
 from sparsetorch.kernels import cpu
 
@@ -77,53 +76,6 @@ class Row:
     @property
     def hot_speedup(self) -> float:
         return self.dense_hot_ms / self.ours_hot_ms
-
-
-@functools.cache
-def _flusher() -> Callable | None:
-    """A numba function that `clflush`es every cache line of a float32 1-D array (x86-64), or None."""
-    if platform.machine().lower() not in ("x86_64", "amd64") or not cpu.has_numba():
-        return None
-    from llvmlite import ir
-    from numba import njit, types
-    from numba.extending import intrinsic
-
-    @intrinsic
-    def clflush(typingctx, arr, idx):
-        def codegen(context, builder, sig, args):
-            ary = context.make_array(sig.args[0])(context, builder, args[0])
-            i = context.cast(builder, args[1], sig.args[1], types.intp)
-            ptr = builder.bitcast(builder.gep(ary.data, [i]), ir.IntType(8).as_pointer())
-            name = "llvm.x86.sse2.clflush"
-            fn = builder.module.globals.get(name) or ir.Function(
-                builder.module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()]), name=name
-            )
-            builder.call(fn, [ptr])
-            return context.get_dummy_value()
-
-        return types.none(arr, idx), codegen
-
-    @njit
-    def flush(a):
-        for i in range(0, a.shape[0], 16):  # 16 floats = one 64-byte line
-            clflush(a, i)
-
-    return flush
-
-
-def make_cold(*tensors: torch.Tensor) -> Callable[[], None]:
-    """A function evicting `tensors` from every cache level: clflush on x86-64, else a 64 MiB sweep."""
-    flush = _flusher()
-    if flush is None:
-        return evict
-    arrays = [t.detach().view(-1).numpy() for t in tensors]  # views: the very memory the layers read
-
-    def cold() -> None:
-        for a in arrays:
-            flush(a)
-
-    cold()  # compile now, not inside a timing
-    return cold
 
 
 def bench(
@@ -268,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"unknown shapes {unknown}; choose from {', '.join(SHAPES)}")
     print(
         f"torch {torch.__version__}, kernels backend {cpu.backend()}, cpu {cpu.cpu_name()}, "
-        f"{platform.machine()}, {os.cpu_count()} cpus, cold = {'clflush' if _flusher() else '64 MiB sweep'}"
+        f"{platform.machine()}, {os.cpu_count()} cpus, cold = {'clflush' if flusher() else '64 MiB sweep'}"
     )
     bw = {t: read_bandwidth(t) for t in threads}
     print("read bandwidth (GB/s): " + ", ".join(f"{t} thread(s) {v:.1f}" for t, v in bw.items()))

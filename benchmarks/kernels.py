@@ -5,8 +5,11 @@ under a known load. For each (shape, batch, sparsity, threads) it times dense, o
 (`sparsetorch.kernels.cpu.linear`), torch CSR with int32 indices and scipy CSR (if installed),
 and prints a table and optionally a JSON file.
 
-- batch 1 is timed cold: a 64 MiB buffer is swept between repetitions so the weights come from
-  DRAM, as they do for a model larger than the L3; batch 8 and 64 are timed hot;
+- batch 1 is timed cold: before every repetition each candidate's own arrays (dense weight,
+  compressed format, CSR arrays) are `clflush`ed from every cache level (x86-64; elsewhere a
+  64 MiB buffer is swept), so the weights come from DRAM, as they do for a model larger than the
+  L3; batch 8 and 64 are timed hot;
+- ours is timed as `sparsetorch.compile` runs it: a `cpu.Plan` built once per layer;
 - "bw" is the fraction of the bandwidth bound reached at batch 1: (bytes read / measured read
   bandwidth of this machine) / measured time;
 - /proc/stat is read around every group: if other processes kept more than 0.25 cores busy, the
@@ -19,12 +22,14 @@ and prints a table and optionally a JSON file.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -51,6 +56,7 @@ class Row:
     bytes_ratio: float
     bw_fraction: float | None
     foreign_cores: float
+    picked: str = ""  # for "ours:best": the format that was fastest at this batch
 
 
 def cpu_ticks() -> tuple[int, int]:
@@ -87,15 +93,73 @@ def evict() -> None:
     _SWEEP.sum()  # read, not write: dirty lines would be written back during the timed call
 
 
-def bench(fn, *, cold: bool, budget_s: float = 0.4, min_reps: int = 5, max_reps: int = 40) -> float:
-    """Median ms of `fn()` after 2 warm-ups; with `cold`, the caches are swept before each call."""
+@functools.cache
+def flusher() -> Callable | None:
+    """A numba function that `clflush`es every 64-byte line of a 1-D uint8 array (x86-64), or None."""
+    from sparsetorch.kernels import cpu
+
+    if platform.machine().lower() not in ("x86_64", "amd64") or not cpu.has_numba():
+        return None
+    from llvmlite import ir
+    from numba import njit, types
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def clflush(typingctx, arr, idx):
+        def codegen(context, builder, sig, args):
+            ary = context.make_array(sig.args[0])(context, builder, args[0])
+            i = context.cast(builder, args[1], sig.args[1], types.intp)
+            ptr = builder.bitcast(builder.gep(ary.data, [i]), ir.IntType(8).as_pointer())
+            name = "llvm.x86.sse2.clflush"
+            fn = builder.module.globals.get(name) or ir.Function(
+                builder.module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()]), name=name
+            )
+            builder.call(fn, [ptr])
+            return context.get_dummy_value()
+
+        return types.none(arr, idx), codegen
+
+    @njit
+    def flush(a):
+        for i in range(0, a.shape[0], 64):  # one cache line
+            clflush(a, i)
+
+    return flush
+
+
+def make_cold(*tensors: torch.Tensor) -> Callable[[], None]:
+    """A function evicting `tensors` from every cache level: clflush on x86-64, else a 64 MiB sweep.
+
+    A sweep is not enough for layers of a few MB: this CPU's L3 keeps part of a 2.4 MB matrix
+    through a 64 MiB read (measured 51 us for the MiniLM fc2 GEMV after a sweep, 134 us after a
+    flush), so small layers would be timed warm."""
+    flush = flusher()
+    if flush is None:
+        return evict
+    # Byte views of the very memory the kernels read.
+    arrays = [t.detach().contiguous().view(-1).view(torch.uint8).numpy() for t in tensors if t.numel()]
+
+    def cold() -> None:
+        for a in arrays:
+            flush(a)
+
+    cold()  # compile now, not inside a timing
+    return cold
+
+
+def bench(
+    fn, *, cold: bool | Callable[[], None], budget_s: float = 0.4, min_reps: int = 5, max_reps: int = 40
+) -> float:
+    """Median ms of `fn()` after 2 warm-ups; with `cold` (True: a 64 MiB sweep, or an eviction
+    function from `make_cold`) the caches are cleared before each call."""
     fn()
     fn()
+    evict_fn = evict if cold is True else cold or None
     times: list[float] = []
     start = time.perf_counter()
     while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < budget_s):
-        if cold:
-            evict()
+        if evict_fn is not None:
+            evict_fn()
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
@@ -138,10 +202,13 @@ def run_group(shape: str, batch: int, sparsity: str, threads: int, bw: dict[int,
     torch.set_num_threads(threads)
     ref = F.linear(x, w)
     cands: dict[str, tuple[object, int]] = {}
+    weights: dict[str, tuple[torch.Tensor, ...]] = {}  # what each candidate reads, to evict when cold
     for name, f in our_formats(w, mask, sparsity).items():
         y = cpu.linear(f, x, threads=threads)
         torch.testing.assert_close(y, ref, rtol=1e-3, atol=1e-3)
-        cands[f"ours:{name}"] = (lambda f=f: cpu.linear(f, x, threads=threads), f.nbytes)
+        plan = cpu.Plan(f, cpu.backend())  # built once, as a compiled `SparseLinear` keeps it
+        cands[f"ours:{name}"] = (lambda plan=plan: plan(x, threads=threads), f.nbytes)
+        weights[f"ours:{name}"] = tuple(f.tensors().values())
     nnz = int(mask.sum())
     csr = torch.sparse_csr_tensor(
         torch.ops.aten._convert_indices_from_coo_to_csr(
@@ -153,6 +220,7 @@ def run_group(shape: str, batch: int, sparsity: str, threads: int, bw: dict[int,
     )
     xt = x.t().contiguous()
     cands["torch_csr32"] = (lambda: torch.sparse.mm(csr, xt), 8 * nnz + 4 * (out + 1))
+    weights["torch_csr32"] = (csr.crow_indices(), csr.col_indices(), csr.values())
     try:
         import numpy as np
         import scipy.sparse as sp
@@ -161,12 +229,15 @@ def run_group(shape: str, batch: int, sparsity: str, threads: int, bw: dict[int,
         s.indices = s.indices.astype(np.int32)
         xtn = xt.numpy()
         cands["scipy_csr"] = (lambda: s @ xtn, 8 * nnz + 4 * (out + 1))
+        weights["scipy_csr"] = tuple(torch.from_numpy(a) for a in (s.indptr, s.indices, s.data))
     except ImportError:
         pass
+    evict_dense = make_cold(w) if cold else False
+    evictors = {k: make_cold(*weights[k]) if cold else False for k in cands}
     with LoadMeter() as load:
-        t_dense = bench(lambda: F.linear(x, w), cold=cold, budget_s=args.budget)
-        timed = {k: bench(fn, cold=cold, budget_s=args.budget) for k, (fn, _) in cands.items()}
-        t_dense2 = bench(lambda: F.linear(x, w), cold=cold, budget_s=args.budget)
+        t_dense = bench(lambda: F.linear(x, w), cold=evict_dense, budget_s=args.budget)
+        timed = {k: bench(fn, cold=evictors[k], budget_s=args.budget) for k, (fn, _) in cands.items()}
+        t_dense2 = bench(lambda: F.linear(x, w), cold=evict_dense, budget_s=args.budget)
     t_dense = min(t_dense, t_dense2)
     bound_bw = bw[threads] * 1e9
     rows.append(
@@ -205,6 +276,7 @@ def run_group(shape: str, batch: int, sparsity: str, threads: int, bw: dict[int,
             best.bytes_ratio,
             best.bw_fraction,
             load.foreign,
+            best.format.removeprefix("ours:"),
         )
     )
     if load.foreign > 0.25:
@@ -304,11 +376,15 @@ def print_table(rows: list[Row]) -> None:
                     r = m[0]
                     byts, load = r.bytes_ratio, max(load, r.foreign_cores)
                     bwc = f" [{r.bw_fraction:.0%}]" if r.bw_fraction is not None else ""
-                    cells.append(f"{r.ms:.3f} ({r.speedup:.2f}x){bwc}")
+                    picked = (
+                        f" {r.picked} ({r.bytes_ratio:.3f})" if r.picked else ""
+                    )  # best differs per batch
+                    cells.append(f"{r.ms:.3f} ({r.speedup:.2f}x){bwc}{picked}")
                 if byts is None:
                     continue
                 name = f"**{f}**" if f in ("dense", "ours:best") else f
-                print(f"| {s} | {name} | {byts:.3f} | " + " | ".join(cells) + f" | {load:.2f} |")
+                shown = "per cell" if f == "ours:best" else f"{byts:.3f}"
+                print(f"| {s} | {name} | {shown} | " + " | ".join(cells) + f" | {load:.2f} |")
 
 
 def main(argv: list[str] | None = None) -> int:
