@@ -18,6 +18,8 @@ from sparsetorch.patterns import parse_pattern
 
 
 class FashionMNISTTask(Task):
+    # 2: `fit` restarts the learning-rate schedule at every IMP phase (and anneals in closed form).
+    version: ClassVar[int] = 2
     kind = "training"
     metric = "test_accuracy"
     higher_is_better = True
