@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparsetorch._checks import check_int, check_number
 from sparsetorch.routing.moe import MoE
 from sparsetorch.routing.oracle import (
     answer_logits,
@@ -98,22 +99,14 @@ class RomaConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("lam", "sigma", "lr", "weight_decay"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
-        if self.lam < 0 or self.weight_decay < 0:
-            raise ValueError(f"lam and weight_decay must be >= 0, got {self.lam}, {self.weight_decay}")
-        if self.sigma <= 0 or self.lr <= 0:
-            raise ValueError(f"sigma and lr must be > 0, got {self.sigma}, {self.lr}")
+        for name in ("lam", "weight_decay"):
+            check_number(name, getattr(self, name), low=0, low_closed=True)
+        for name in ("sigma", "lr"):
+            check_number(name, getattr(self, name), low=0)
         for name in ("k", "epochs", "batch_size", "tuned_layers"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_int(name, getattr(self, name))
         for name in ("warmup_steps", "lam_warmup_steps"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+            check_int(name, getattr(self, name), minimum=0)
 
 
 # --- the manifold regularizer (pure) ----------------------------------------------------------------

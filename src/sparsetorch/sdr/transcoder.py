@@ -49,7 +49,6 @@ so a feature's decoder vector is a row here (a column of the paper's W_dec).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -58,6 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparsetorch._checks import check_int, check_number
 from sparsetorch.sdr.mlp_hooks import collect_mlp_io, constant_output, minilm_mlp, substitute_mlp
 
 __all__ = [
@@ -80,18 +80,6 @@ __all__ = [
 _EPS = 1e-8
 
 
-def _positive_int(name: str, value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return value
-
-
-def _positive(name: str, value: float) -> float:
-    if not (math.isfinite(float(value)) and float(value) > 0):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
-
-
 @dataclass(frozen=True, kw_only=True)
 class TranscoderConfig:
     """Shape and loss of a transcoder (reference defaults: 32x expansion, lambda 1.4e-4).
@@ -111,11 +99,11 @@ class TranscoderConfig:
     normalize_mse: bool = True
 
     def __post_init__(self) -> None:
-        _positive_int("d_in", self.d_in)
+        check_int("d_in", self.d_in)
         d_out = self.d_in if self.d_out is None else self.d_out
-        object.__setattr__(self, "d_out", _positive_int("d_out", d_out))
-        _positive_int("expansion", self.expansion)
-        _positive("l1_coefficient", self.l1_coefficient)
+        object.__setattr__(self, "d_out", check_int("d_out", d_out))
+        check_int("expansion", self.expansion)
+        check_number("l1_coefficient", self.l1_coefficient, low=0)
 
     @property
     def width(self) -> int:
@@ -145,16 +133,11 @@ class TranscoderTrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _positive_int("steps", self.steps)
-        _positive_int("batch_size", self.batch_size)
-        _positive("lr", self.lr)
-        _positive_int("dead_window", self.dead_window)
-        if (
-            isinstance(self.warmup_steps, bool)
-            or not isinstance(self.warmup_steps, int)
-            or self.warmup_steps < 0
-        ):
-            raise ValueError(f"warmup_steps must be a non-negative integer, got {self.warmup_steps!r}")
+        check_int("steps", self.steps)
+        check_int("batch_size", self.batch_size)
+        check_number("lr", self.lr, low=0)
+        check_int("dead_window", self.dead_window)
+        check_int("warmup_steps", self.warmup_steps, minimum=0)
 
 
 class Transcoder(nn.Module):
@@ -273,8 +256,8 @@ class DeadFeatureTracker:
     steps_since_fired: Tensor = field(init=False)
 
     def __post_init__(self) -> None:
-        _positive_int("width", self.width)
-        _positive_int("window", self.window)
+        check_int("width", self.width)
+        check_int("window", self.window)
         self.steps_since_fired = torch.zeros(self.width, dtype=torch.long)
 
     def update(self, features: Tensor) -> None:

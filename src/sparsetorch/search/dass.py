@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from sparsetorch._checks import check_int, check_number
 from sparsetorch.methods import MethodConfig
 from sparsetorch.search.base import SEARCHES, SearchOutcome, SparseSearch, fresh_copy
 from sparsetorch.search.space import SparseMLPSpace
@@ -89,12 +90,10 @@ class DassConfig(MethodConfig):
         object.__setattr__(self, "multipliers", tuple(self.multipliers))
         if not self.multipliers:
             raise ValueError("empty search space: multipliers has no candidate operations")
-        if any(not isinstance(r, int | float) or not math.isfinite(r) or r <= 0 for r in self.multipliers):
-            raise ValueError(f"multipliers must be positive numbers, got {self.multipliers!r}")
+        for r in self.multipliers:
+            check_number("multipliers", r, low=0)
         for label in ("search_steps", "batch_size", "mask_interval"):
-            value = getattr(self, label)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{label} must be an integer >= 1, got {value!r}")
+            check_int(label, getattr(self, label))
         w = self.warmup_steps
         if isinstance(w, bool) or not isinstance(w, int) or not 0 <= w < self.search_steps:
             raise ValueError(
@@ -102,13 +101,10 @@ class DassConfig(MethodConfig):
                 "the search needs at least one architecture step"
             )
         for label in ("weight_lr", "arch_lr"):
-            if not getattr(self, label) > 0:
-                raise ValueError(f"{label} must be positive, got {getattr(self, label)!r}")
+            check_number(label, getattr(self, label), low=0)
         for label in ("weight_momentum", "weight_decay", "arch_weight_decay", "budget_penalty"):
-            if not getattr(self, label) >= 0:
-                raise ValueError(f"{label} must be >= 0, got {getattr(self, label)!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+            check_number(label, getattr(self, label), low=0, low_closed=True)
+        check_int("seed", self.seed, minimum=0)
 
 
 def candidate_counts(space: SparseMLPSpace, multipliers: tuple[float, ...]) -> dict[str, list[int]]:

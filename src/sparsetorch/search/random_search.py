@@ -26,17 +26,13 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from sparsetorch._checks import check_int, check_number
 from sparsetorch.methods import MethodConfig
 from sparsetorch.search.base import SEARCHES, SearchOutcome, SparseSearch, fresh_copy
 from sparsetorch.search.space import SparseMLPSpace
 from sparsetorch.search.train import Data, evaluate, train
 
 __all__ = ["RandomSearch", "RandomSearchConfig"]
-
-
-def _positive_int(value: object, label: str, *, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{label} must be an integer >= {minimum}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -57,12 +53,11 @@ class RandomSearchConfig(MethodConfig):
     seed: int = 0
 
     def __post_init__(self) -> None:
-        _positive_int(self.num_samples, "num_samples")
-        _positive_int(self.proxy_steps, "proxy_steps", minimum=0)
-        _positive_int(self.batch_size, "batch_size")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be positive, got {self.lr!r}")
-        _positive_int(self.seed, "seed", minimum=0)
+        check_int("num_samples", self.num_samples)
+        check_int("proxy_steps", self.proxy_steps, minimum=0)
+        check_int("batch_size", self.batch_size)
+        check_number("lr", self.lr, low=0)
+        check_int("seed", self.seed, minimum=0)
 
 
 @SEARCHES.register("random-search")

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparsetorch._checks import check_int
 from sparsetorch.evaluation import classification_metrics
 
 if TYPE_CHECKING:
@@ -56,8 +57,7 @@ def split_validation(data: Data, *, val_size: int, seed: int = 0) -> tuple[Data,
         ValueError: `val_size` not in `[1, len(data) - 1]`.
     """
     x, y = check_data(data, "data")
-    if isinstance(val_size, bool) or not isinstance(val_size, int) or not 1 <= val_size < len(x):
-        raise ValueError(f"val_size must be an integer in [1, {len(x) - 1}], got {val_size!r}")
+    check_int("val_size", val_size, maximum=len(x) - 1)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     val, tr = order[:val_size], order[val_size:]
     return (x[tr], y[tr]), (x[val], y[val])
@@ -93,8 +93,7 @@ def train(
         The validation accuracies at `eval_at`, in order (empty without `eval_at`).
     """
     x, y = check_data(data, "data")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    check_int("steps", steps)
     if eval_at and val is None:
         raise ValueError("eval_at needs val data")
     marks = set(eval_at)
@@ -142,8 +141,7 @@ def retrain(
     Returns:
         `test_accuracy`, `test_loss`, `val_curve` (one accuracy per epoch) and `sparsity`.
     """
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    check_int("epochs", epochs)
     x, _ = check_data(data, "data")
     model = copy.deepcopy(parent)
     if config is not None:

@@ -58,6 +58,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from sparsetorch._checks import check_int, check_number
 from sparsetorch.training.base import TRAINERS
 from sparsetorch.training.ops import MaskUpdate, keep_highest
 from sparsetorch.training.pai import PaIConfig, PruneAtInit
@@ -94,28 +95,15 @@ class CTSConfig(PaIConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("iterations", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("lr", "temperature"):
-            _check_number(name, getattr(self, name), low=0.0)
-        _check_number("slack", self.slack, low=1.0, closed=True)
-        _check_number("smoothing", self.smoothing, low=0.0, high=1.0)
-        _check_number("decay_at", self.decay_at, low=0.0, high=1.0)
+        check_int("iterations", self.iterations)
+        check_int("batch_size", self.batch_size)
+        check_number("lr", self.lr, low=0)
+        check_number("temperature", self.temperature, low=0)
+        check_number("slack", self.slack, low=1, low_closed=True)
+        check_number("smoothing", self.smoothing, low=0, high=1)
+        check_number("decay_at", self.decay_at, low=0, high=1)
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
-
-
-def _check_number(
-    name: str, value: Any, *, low: float, high: float | None = None, closed: bool = False
-) -> None:
-    """A finite number above `low` (or equal to it if `closed`) and at most `high`."""
-    ok = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
-    ok = ok and (value >= low if closed else value > low) and (high is None or value <= high)
-    if not ok:
-        bounds = f"{'[' if closed else '('}{low:g}, {'inf)' if high is None else f'{high:g}]'}"
-        raise ValueError(f"{name} must be a number in {bounds}, got {value!r}")
 
 
 def concrete_gates(

@@ -70,6 +70,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
+from sparsetorch._checks import check_int, check_number
 from sparsetorch.training.base import TRAINERS, _original
 from sparsetorch.training.gmp import GMPConfig, GradualPruning
 from sparsetorch.training.ops import MaskUpdate, keep_highest
@@ -103,30 +104,14 @@ class TurboVBIConfig(GMPConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.num_examples, bool) or not isinstance(self.num_examples, int):
-            raise ValueError(f"num_examples must be a positive integer, got {self.num_examples!r}")
-        if self.num_examples < 1:
-            raise ValueError(f"num_examples must be a positive integer, got {self.num_examples!r}")
-        _positive(self.shape, "shape")
-        _positive(self.precision_ratio, "precision_ratio")
-        if self.precision_ratio <= 1:
-            raise ValueError(
-                f"precision_ratio must exceed 1 (zeros are more precise), got {self.precision_ratio}"
-            )
+        check_int("num_examples", self.num_examples)
+        check_number("shape", self.shape, low=0)
+        # > 1: the zero state is the more precise one
+        check_number("precision_ratio", self.precision_ratio, low=1)
         chain_transitions(self.weight_density, self.weight_run, name="weight")
         chain_transitions(self.neuron_density, self.neuron_run, name="neuron")
         if not isinstance(self.structured, bool):
             raise ValueError(f"structured must be True or False, got {self.structured!r}")
-
-
-def _positive(value: Any, label: str) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise ValueError(f"{label} must be a positive finite number, got {value!r}")
 
 
 def chain_transitions(density: float, run: float, *, name: str = "chain") -> tuple[float, float]:
@@ -136,10 +121,8 @@ def chain_transitions(density: float, run: float, *, name: str = "chain") -> tup
         ValueError: density outside (0, 1), run < 1, or a run too short for the density
             (p01 = density / ((1 - density) run) must be < 1).
     """
-    if isinstance(density, bool) or not isinstance(density, int | float) or not 0 < density < 1:
-        raise ValueError(f"{name}_density must be in (0, 1), got {density!r}")
-    if isinstance(run, bool) or not isinstance(run, int | float) or not math.isfinite(run) or run < 1:
-        raise ValueError(f"{name}_run must be a finite number >= 1, got {run!r}")
+    check_number(f"{name}_density", density, low=0, high=1, high_closed=False)
+    check_number(f"{name}_run", run, low=1, low_closed=True)
     p10 = 1.0 / run
     p01 = density * p10 / (1.0 - density)
     if p01 >= 1:  # p01 < 1 keeps state 0 reachable at every step, so no evidence row is impossible
