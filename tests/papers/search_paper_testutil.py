@@ -6,6 +6,7 @@ from __future__ import annotations
 from types import ModuleType
 
 import torch
+from papers_testutil import one_thread
 
 from sparsetorch.papers.random_search_nas import fashion_splits
 from sparsetorch.search import SparseSearch
@@ -39,11 +40,8 @@ def reproduce_tiny_with_armed_test_set(paper: ModuleType):
         finally:
             Tripwire.armed = False
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     SparseSearch.run = spy
     try:
-        return paper.reproduce("tiny", data=(train, val, test)), searches
+        return one_thread(paper.reproduce, "tiny", data=(train, val, test)), searches
     finally:
         SparseSearch.run = original
-        torch.set_num_threads(threads)

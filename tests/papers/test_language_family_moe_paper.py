@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
+from papers_testutil import one_thread
 
 from sparsetorch.papers.language_family_moe import HELD_OUT, reproduce
 
@@ -13,17 +13,8 @@ from sparsetorch.papers.language_family_moe import HELD_OUT, reproduce
 @pytest.fixture(scope="module")
 def tiny():
     pytest.importorskip("numpy")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        from sparsetorch.data import DataNotFoundError
-
-        try:
-            yield reproduce("tiny")
-        except DataNotFoundError as err:
-            pytest.skip(str(err))
-    finally:
-        torch.set_num_threads(threads)
+    # Missing word lists raise DataNotFoundError: the conftest skips, or fails under REQUIRE_DATA.
+    return one_thread(reproduce, "tiny")
 
 
 def test_tiny_reproduction_is_measured_not_asserted(tiny):

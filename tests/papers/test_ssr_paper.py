@@ -5,19 +5,14 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
+from papers_testutil import one_thread
 
 from sparsetorch.papers.ssr import RUNS, SCALES, reproduce
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield reproduce("tiny")
-    finally:
-        torch.set_num_threads(threads)
+    return one_thread(reproduce, "tiny")
 
 
 def test_tiny_reproduction_is_measured_not_asserted(tiny):

@@ -6,18 +6,14 @@ import math
 
 import pytest
 import torch
+from papers_testutil import one_thread
 
 from sparsetorch.papers.turbo_vbi import ARMS, SPARSITY, removed_neurons, reproduce, weights_per_run
 
 
 @pytest.fixture(scope="module")
 def tiny():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield reproduce("tiny")
-    finally:
-        torch.set_num_threads(threads)
+    return one_thread(reproduce, "tiny")
 
 
 @pytest.mark.data
