@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -54,7 +55,7 @@ class _Block(nn.Module):
 class TinyViT(nn.Module):
     """A ViT for 28x28 images: 16 patch tokens of 7x7, `layers` blocks with MLP activation `act()`."""
 
-    def __init__(self, *, d: int, layers: int, act: type[nn.Module] | Any, classes: int = 10) -> None:
+    def __init__(self, *, d: int, layers: int, act: Callable[[], nn.Module], classes: int = 10) -> None:
         super().__init__()
         self.embed = nn.Linear(PATCH * PATCH, d)
         self.pos = nn.Parameter(torch.zeros(1, (28 // PATCH) ** 2, d))
@@ -117,8 +118,9 @@ def label_noise_metrics(scale: str) -> tuple[dict[str, float], dict[str, tuple[s
         for seed in cfg["seeds"]:
             noisy = noisy_labels(train_y, NOISE, generator=torch.Generator().manual_seed(1000 + seed))
             wrong = noisy != train_y
-            torch.manual_seed(seed)  # the initialisation; identical for both arms
-            model = TinyViT(d=cfg["d"], layers=cfg["layers"], act=act)
+            with torch.random.fork_rng(devices=[]):  # the initialisation, identical for both arms
+                torch.manual_seed(seed)
+                model = TinyViT(d=cfg["d"], layers=cfg["layers"], act=act)
             _train(model, train_x, noisy, epochs=cfg["epochs"], seed=seed)
             accs.append(float((_predict(model, test_x) == test_y).float().mean()))
             memorized.append(float((_predict(model, train_x[wrong]) == noisy[wrong]).float().mean()))
