@@ -166,6 +166,37 @@ def bench(
     return 1e3 * statistics.median(times)
 
 
+def bench_interleaved(
+    fns: dict[str, tuple[Callable[[], object], Callable[[], None] | None]],
+    *,
+    budget_s: float = 0.4,
+    min_reps: int = 6,
+    max_reps: int = 40,
+    block: int = 3,
+) -> dict[str, float]:
+    """Median ms of each `fn`, timed in rounds of `block` consecutive calls per candidate (each after
+    its eviction function, if any), so that the machine's drift (up to 2x within a minute here) hits
+    all candidates alike. The first call of each block is not counted: it pays for the other
+    candidate's thread pool still spinning (torch's OpenMP and numba's each keep one; on 2 cores
+    a numba kernel right after a 2-thread `F.linear` ran up to 1.5x slower)."""
+    for fn, _ in fns.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    start = time.perf_counter()
+    reps = 0
+    while reps < max_reps and (reps < min_reps or time.perf_counter() - start < budget_s * len(fns)):
+        for k, (fn, evict_fn) in fns.items():
+            for i in range(block):
+                if evict_fn is not None:
+                    evict_fn()
+                t0 = time.perf_counter()
+                fn()
+                if i:
+                    times[k].append(time.perf_counter() - t0)
+        reps += block - 1
+    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+
+
 def read_bandwidth(threads: int) -> float:
     """GB/s of a 512 MiB torch sum with `threads` threads (best of 5)."""
     torch.set_num_threads(threads)
@@ -232,13 +263,14 @@ def run_group(shape: str, batch: int, sparsity: str, threads: int, bw: dict[int,
         weights["scipy_csr"] = tuple(torch.from_numpy(a) for a in (s.indptr, s.indices, s.data))
     except ImportError:
         pass
-    evict_dense = make_cold(w) if cold else False
-    evictors = {k: make_cold(*weights[k]) if cold else False for k in cands}
+    evictors = {k: make_cold(*weights[k]) if cold else None for k in cands}
     with LoadMeter() as load:
-        t_dense = bench(lambda: F.linear(x, w), cold=evict_dense, budget_s=args.budget)
-        timed = {k: bench(fn, cold=evictors[k], budget_s=args.budget) for k, (fn, _) in cands.items()}
-        t_dense2 = bench(lambda: F.linear(x, w), cold=evict_dense, budget_s=args.budget)
-    t_dense = min(t_dense, t_dense2)
+        timed = bench_interleaved(
+            {"dense": (lambda: F.linear(x, w), make_cold(w) if cold else None)}
+            | {k: (fn, evictors[k]) for k, (fn, _) in cands.items()},
+            budget_s=args.budget,
+        )
+    t_dense = timed.pop("dense")
     bound_bw = bw[threads] * 1e9
     rows.append(
         Row(

@@ -64,6 +64,39 @@ def test_nm_kernels_match_reference(out, groups, nm, batch):
     _check(F.NMPacked.from_dense(weight, mask, n=n, m=m), weight, mask, batch)
 
 
+@pytest.mark.parametrize("panel_bytes", [1, 64 * 1024])
+def test_spmm_column_blocks_and_long_rows_match_reference(monkeypatch, panel_bytes):
+    """Several column blocks (the last one partial) and rows long enough for the 64-wide loops."""
+    monkeypatch.setattr(cpu, "SPMM_PANEL_BYTES", panel_bytes)  # 1 -> the smallest block: 64 columns
+    weight, mask = random_layer(37, 328, sparsity=0.3)
+    fmts = [
+        F.Bitmask.from_dense(weight, mask),
+        *(F.CSR.from_dense(weight, mask, index_bits=b) for b in (16, 32)),
+    ]
+    for fmt in fmts:
+        for batch in (1, 8, 64, 100):
+            _check(fmt, weight, mask, batch)
+    for n, m in [(2, 4), (1, 4), (4, 8), (2, 8)]:
+        weight, mask = random_layer(21, 328, kind="nm", n=n, m=m)
+        for batch in (8, 64):
+            _check(F.NMPacked.from_dense(weight, mask, n=n, m=m), weight, mask, batch)
+
+
+def test_spmm_block_cols_align_to_chunks_groups_and_index_words():
+    weight, mask = random_layer(4, 256, kind="nm", n=1, m=16)  # 4-bit positions: 8 per word, 128 columns
+    nm = F.NMPacked.from_dense(weight, mask, n=1, m=16)
+    csr = F.CSR.from_dense(weight, mask)
+    assert cpu.spmm_block_cols(64, csr) == 1024
+    assert cpu.spmm_block_cols(16, csr) == 4096
+    assert cpu.spmm_block_cols(64, nm) % 128 == 0
+    bptr = cpu.block_ptr(csr, 64)
+    assert bptr.shape == (4, 5)
+    assert (bptr[:, 0] == csr.row_ptr[:-1].numpy()).all() and (bptr[:, -1] == csr.row_ptr[1:].numpy()).all()
+    torch.testing.assert_close(
+        torch.from_numpy(cpu.block_ptr(F.Bitmask.from_dense(weight, mask), 64)), torch.from_numpy(bptr)
+    )
+
+
 @pytest.mark.parametrize(("bh", "bw"), [(4, 16), (2, 3), (1, 1)])
 @pytest.mark.parametrize("batch", [1, 8, 64])
 def test_block_kernels_match_reference(bh, bw, batch):

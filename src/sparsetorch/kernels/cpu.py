@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import platform
 import warnings
@@ -167,6 +168,7 @@ class Plan:
         if self.kind == "torch":
             return
         self.avx = backend_name == "avx512" and not isinstance(fmt, BlockSparse)
+        self._bptr: dict[int, np.ndarray] = {}
         self.work = fmt.values.numel() if isinstance(fmt, NMPacked | BlockSparse) else int(fmt.row_ptr[-1])
         if isinstance(fmt, Bitmask):
             self.args = (_u16(fmt.bits), fmt.values.numpy(), fmt.row_ptr.numpy())
@@ -228,12 +230,24 @@ class Plan:
         b, inp = x2.shape
         tw = panel_width(b)
         tiles = -(-b // tw)
-        xpad = x2 if tiles * tw == b else torch.cat([x2, x2.new_zeros(tiles * tw - b, inp)])
-        xp = xpad.view(tiles, tw, inp).transpose(1, 2).contiguous()  # (tiles, in, T)
+        xp = torch.empty(tiles, inp, tw, dtype=torch.float32)  # panels, zero past the batch
+        kern.pack_panels(x2.numpy(), xp.numpy(), nt)
         yt = torch.empty(tiles, self.out, tw, dtype=torch.float32)
-        name = "nm" if self.name == "nm24" else self.name
-        getattr(kern, f"{name}_spmm")(*self.args, xp.numpy(), yt.numpy(), nt)
+        cb = spmm_block_cols(tw, self.fmt)
+        if self.name in ("nm", "nm24"):
+            kern.nm_spmm(*self.args, cb, xp.numpy(), yt.numpy(), nt)
+        else:
+            getattr(kern, f"{self.name}_spmm")(
+                self.args[0], self.args[1], self._block_ptr(cb), cb, xp.numpy(), yt.numpy(), nt
+            )
         return yt.transpose(1, 2).reshape(tiles * tw, self.out)[:b]
+
+    def _block_ptr(self, cb: int) -> np.ndarray:
+        """(out, blocks + 1) int32: offset of each row's first stored value in each column block."""
+        cached = self._bptr.get(cb)
+        if cached is None:
+            cached = self._bptr[cb] = block_ptr(self.fmt, cb)
+        return cached
 
 
 PARALLEL_MIN_WORK = 40_000  # stored values x batch rows below which one thread beats a parallel launch
@@ -317,6 +331,38 @@ def _torch_linear(fmt: Format, x2: Tensor) -> Tensor:
 
 def _u16(t: Tensor) -> np.ndarray:
     return t.numpy().view(np.uint16).ravel()
+
+
+SPMM_PANEL_BYTES = 256 * 1024  # X panel rows one column block may touch: a quarter of a 1 MiB L2
+
+
+def spmm_block_cols(tw: int, fmt: Format) -> int:
+    """Input columns per block of the AVX-512 SpMM: panel rows of the block fill `SPMM_PANEL_BYTES`.
+
+    A multiple of 64 (whole bitmask chunks) and, for N:M, of `m * (32 // bits)` (whole groups and
+    index words), so every block starts on a chunk, a group and an index word.
+    """
+    align = 64
+    if isinstance(fmt, NMPacked):
+        align = math.lcm(align, fmt.m * (32 // fmt.bits))
+    return max(align, SPMM_PANEL_BYTES // (4 * tw) // align * align)
+
+
+def block_ptr(fmt: CSR | Bitmask, cb: int) -> np.ndarray:
+    """(out, blocks + 1) int32 value offsets: row r's values with columns in block b start at [r, b]."""
+    out, inp = fmt.shape
+    nb = -(-inp // cb)
+    if isinstance(fmt, CSR):
+        counts = torch.diff(fmt.row_ptr).to(torch.int64)
+        key = torch.repeat_interleave(torch.arange(out), counts) * nb + fmt.col_index() // cb
+        per_block = torch.bincount(key, minlength=out * nb).view(out, nb)
+    else:
+        chunk_counts = fmt.chunk_counts()  # (out, chunks)
+        pad = nb * (cb // 16) - chunk_counts.shape[1]
+        per_block = F.pad(chunk_counts, (0, pad)).view(out, nb, cb // 16).sum(2)
+    bptr = torch.zeros(out, nb + 1, dtype=torch.int64)
+    torch.cumsum(per_block, 1, out=bptr[:, 1:])
+    return (bptr + fmt.row_ptr[:-1, None].to(torch.int64)).to(torch.int32).numpy()
 
 
 def panel_width(batch: int) -> int:

@@ -191,6 +191,10 @@ class Bitmask(Format):
         m = ((b >> np.arange(CHUNK, dtype=np.uint32)) & 1).astype(bool).reshape(out, -1)[:, :inp]
         return torch.from_numpy(np.ascontiguousarray(m))
 
+    def chunk_counts(self) -> Tensor:
+        """(out, chunks) int64: kept weights in each 16-column chunk."""
+        return torch.from_numpy(_popcount16(self.bits.numpy().view(np.uint16)))
+
     def positions(self) -> Tensor:
         return self.mask().flatten().nonzero().flatten()
 

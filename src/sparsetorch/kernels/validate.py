@@ -24,7 +24,6 @@ from sparsetorch.kernels.formats import (
     Dense,
     Format,
     NMPacked,
-    _popcount16,
 )
 from sparsetorch.patterns import NM, Block, Pattern
 
@@ -108,7 +107,7 @@ def validate(fmt: Format) -> None:
         need(tuple(fmt.bits.shape) == (out, math.ceil(inp / CHUNK)) and fmt.bits.dtype == torch.int16, "bits")
         need(fmt.values.dtype == torch.float32, "values dtype")
         need(fmt.values.numel() == int(fmt.row_ptr[-1]) + PAD, "values size")
-        counts = torch.from_numpy(_popcount16(fmt.bits.numpy().view(np.uint16)).sum(1))
+        counts = fmt.chunk_counts().sum(1)
         need(torch.equal(counts, (fmt.row_ptr[1:] - fmt.row_ptr[:-1]).to(torch.int64)), "row counts")
         if inp % CHUNK and out:
             tail = fmt.bits.numpy().view(np.uint16)[:, -1] >> (inp % CHUNK)
