@@ -82,6 +82,21 @@ def test_spmm_column_blocks_and_long_rows_match_reference(monkeypatch, panel_byt
             _check(F.NMPacked.from_dense(weight, mask, n=n, m=m), weight, mask, batch)
 
 
+def test_bias_is_fused_and_checked():
+    weight, mask = random_layer(37, 45, sparsity=0.6)
+    bias = torch.randn(37)
+    plans = {name: cpu.Plan(F.CSR.from_dense(weight, mask), name) for name in BACKENDS}
+    for batch in (1, 3, 16, 17, 64, 100):
+        x = torch.randn(batch, 45)
+        ref = _reference(weight, mask, x) + bias
+        for name, plan in plans.items():
+            y = plan(x, bias=bias)
+            assert y.is_contiguous()
+            torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
+    with pytest.raises(ValueError, match=r"bias must be a float32 CPU tensor of shape \(37,\)"):
+        plans["torch"](torch.randn(2, 45), bias=torch.randn(36))
+
+
 def test_spmm_block_cols_align_to_chunks_groups_and_index_words():
     weight, mask = random_layer(4, 256, kind="nm", n=1, m=16)  # 4-bit positions: 8 per word, 128 columns
     nm = F.NMPacked.from_dense(weight, mask, n=1, m=16)

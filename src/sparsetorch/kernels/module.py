@@ -130,14 +130,11 @@ class SparseLinear(nn.Module):
         values = self.weight if self.format_name == "dense" else self.values
         if torch.is_grad_enabled() and (values.requires_grad or x.requires_grad):
             y = _SparseLinearFn.apply(x, values, self)
-        elif self.format_name == "dense":  # inference on a layer kept dense: exactly nn.Linear's cost
+            return y if self.bias is None else y + self.bias
+        if self.format_name == "dense":  # inference on a layer kept dense: exactly nn.Linear's cost
             cpu.check_input(self.fmt, x)
             return F.linear(x, self.weight, self.bias)
-        else:
-            y = self.plan()(x, threads=self.threads)
-        if self.bias is not None:
-            y = y + self.bias
-        return y
+        return self.plan()(x, threads=self.threads, bias=self.bias)
 
     def extra_repr(self) -> str:
         fmt = self.fmt

@@ -208,6 +208,73 @@ def ctz(typingctx, x):
     return types.int64(x), codegen
 
 
+def _stride_masks(s: int) -> tuple[list[int], list[int]]:
+    """Shuffle masks of one transpose stage: swap the off-diagonal s x s blocks of rows i, i + s."""
+    lo, hi = [], []
+    for k in range(16):
+        blk, off = divmod(k, 2 * s)
+        base = blk * 2 * s
+        lo.append(base + off if off < s else 16 + base + off - s)
+        hi.append(base + s + off if off < s else 16 + base + off)
+    return lo, hi
+
+
+def _transpose16_codegen(context, builder, sig, args, with_bias: bool) -> None:
+    """Load 16 rows of 16 floats, transpose them in registers (4 stages of 16 two-input shuffles,
+    one `vpermt2ps` each), optionally add a bias vector to each output row, store 16 rows."""
+    i64 = ir.IntType(64)
+
+    def ptr_at(ty, arr, off, i, stride):
+        ary = context.make_array(ty)(context, builder, arr)
+        idx = builder.add(off, builder.mul(stride, ir.Constant(i64, i)))
+        return builder.bitcast(builder.gep(ary.data, [idx]), _V16.as_pointer())
+
+    cast = [context.cast(builder, args[k], sig.args[k], types.int64) for k in (1, 2, 4, 5)]
+    so, ss, do, ds = cast
+    rows = [builder.load(ptr_at(sig.args[0], args[0], so, i, ss), align=4) for i in range(16)]
+    s = 8
+    while s:
+        lo, hi = _stride_masks(s)
+        for i in range(16):
+            if not i & s:
+                a, b = rows[i], rows[i + s]
+                rows[i] = builder.shuffle_vector(a, b, ir.Constant(_I16V, lo))
+                rows[i + s] = builder.shuffle_vector(a, b, ir.Constant(_I16V, hi))
+        s //= 2
+    if with_bias:
+        bo = context.cast(builder, args[7], sig.args[7], types.int64)
+        bias = builder.load(ptr_at(sig.args[6], args[6], bo, 0, ir.Constant(i64, 0)), align=4)
+        rows = [builder.fadd(r, bias) for r in rows]
+    for i in range(16):
+        builder.store(rows[i], ptr_at(sig.args[3], args[3], do, i, ds), align=4)
+
+
+@intrinsic
+def transpose16(typingctx, src, so, ss, dst, do, ds):
+    """dst[do + j * ds + i] = src[so + i * ss + j] for i, j < 16: a 16 x 16 fp32 block, in registers.
+
+    Why: panel packing and unpacking are transposes, and element-wise copies ran at ~1 ns per
+    float (torch's `transpose(...).contiguous()` too); this is 16 loads, 64 shuffles, 16 stores.
+    """
+
+    def codegen(context, builder, sig, args):
+        _transpose16_codegen(context, builder, sig, args, with_bias=False)
+        return context.get_dummy_value()
+
+    return types.none(src, so, ss, dst, do, ds), codegen
+
+
+@intrinsic
+def transpose16_bias(typingctx, src, so, ss, dst, do, ds, bias, bo):
+    """`transpose16`, then `bias[bo : bo + 16]` added to each of the 16 stored rows."""
+
+    def codegen(context, builder, sig, args):
+        _transpose16_codegen(context, builder, sig, args, with_bias=True)
+        return context.get_dummy_value()
+
+    return types.none(src, so, ss, dst, do, ds, bias, bo), codegen
+
+
 # --- x86 AVX-512 only -------------------------------------------------------------------------
 
 
