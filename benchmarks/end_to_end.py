@@ -5,8 +5,9 @@ small layers and per-call overhead included). Models: LeNet-300-100 (MNIST-sized
 all-MiniLM-L6-v2 (a BERT encoder, loaded offline with `sparsetorch.models.hf.load_minilm()`).
 Inputs: batch 1 (x 128 tokens for MiniLM) and batch 32. Each pruned model is compiled for the
 batch it is timed at (`sparsetorch.kernels.compile(batch=rows)`), so `auto` keeps a layer dense
-where no sparse format wins at that batch. Foreign CPU load (from /proc/stat) is printed with
-every group of numbers.
+where no sparse format wins at that batch. All variants of one input are timed in interleaved
+rounds (`kernels.bench_interleaved`), so the machine's drift hits them alike. Foreign CPU load
+(from /proc/stat) is printed with every group of numbers.
 
     python benchmarks/end_to_end.py                # both models
     python benchmarks/end_to_end.py --models lenet --threads 1 --json e2e.json
@@ -25,7 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 import sparsetorch as st
-from kernels import LoadMeter, bench
+from kernels import LoadMeter, bench_interleaved
 from sparsetorch.kernels import compile as sparse_compile
 from sparsetorch.kernels import sparse_layers
 
@@ -56,23 +57,25 @@ def run_model(label, make, inputs, prune_cfgs, threads, budget):
     rows_out = []
     for batch_label, (args, rows) in inputs.items():
         torch.set_num_threads(threads)
-        ref_out = None
-        base = None
-        for name, model in variants(make, prune_cfgs, rows, threads):
-            model.eval()
-            with torch.inference_mode(), LoadMeter() as load:
+        models = dict(variants(make, prune_cfgs, rows, threads))
+        outs, ref_out = {}, None
+        with torch.inference_mode():
+            for name, model in models.items():
+                model.eval()
                 out = model(*args)
-                out = out.last_hidden_state if hasattr(out, "last_hidden_state") else out
-                ms = bench(
-                    lambda m=model, a=args: m(*a), cold=False, budget_s=budget, min_reps=5, max_reps=50
+                outs[name] = out.last_hidden_state if hasattr(out, "last_hidden_state") else out
+            with LoadMeter() as load:  # all variants in rounds: the machine's drift hits them alike
+                timed = bench_interleaved(
+                    {name: (lambda m=model, a=args: m(*a), None) for name, model in models.items()},
+                    budget_s=budget,
+                    max_reps=30,
                 )
+        base = timed["dense"]
+        for name, model in models.items():
+            ms = timed[name]
             if name.endswith("masked"):
-                ref_out = out
-            if name.endswith("compiled") and ref_out is not None:
-                err = (out - ref_out).abs().max().item()
-            else:
-                err = 0.0
-            base = ms if name == "dense" else base
+                ref_out = outs[name]
+            err = (outs[name] - ref_out).abs().max().item() if name.endswith("compiled") else 0.0
             formats = {}
             for m in sparse_layers(model).values():
                 key = m.format_name if m.format_name != "nm" else f"nm{m.meta['n']}:{m.meta['m']}"
