@@ -20,7 +20,6 @@ Only import this module after checking the CPU has AVX-512 (see `cpu.py`).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import njit, prange
 
@@ -390,7 +389,3 @@ def nm_spmm(values, index, n, m, bits, cb, x, xp, yt, bias, y, nthreads):
                     _decode_nm(index[r], j0 // per, c0, k, n, m, bits, per, lowmask, cbuf)
                     _acc(cbuf, values[r, j0 : j0 + k], 0, k, flat, yt[tile, r], b == 0, tw)
         _unpack(yt, bias, y, r0, r1)
-
-
-def num_threads() -> int:
-    return numba.get_num_threads()

@@ -122,11 +122,16 @@ def _threads(threads: int | None) -> int:
     n = torch.get_num_threads() if threads is None else int(threads)
     if n < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
+    # Kernels split their work as `prange(n)`: numba's pool (all cores by default) only needs
+    # >= n threads, so it is not resized per call (that cost ~1.5 us, a tenth of a small product).
+    return min(n, _numba_max_threads())
+
+
+@functools.cache
+def _numba_max_threads() -> int:
     import numba
 
-    n = min(n, numba.config.NUMBA_NUM_THREADS)
-    numba.set_num_threads(n)
-    return n
+    return numba.config.NUMBA_NUM_THREADS
 
 
 def check_input(fmt: Format, x: Tensor) -> None:
@@ -187,6 +192,8 @@ class Plan:
             self.name = "block"
         else:
             raise TypeError(f"no kernel for format {type(fmt).__name__}")
+        self._spmv_name = f"{self.name}_spmv"
+        self._spmv_args = self.args[:2] if self.name == "nm24" else self.args
 
     def __call__(self, x: Tensor, *, threads: int | None = None, bias: Tensor | None = None) -> Tensor:
         """`x @ W.T (+ bias)`, x (..., in) float32 CPU -> (..., out), contiguous."""
@@ -235,8 +242,8 @@ class Plan:
             xpad[:, : self.inp] = x2
             x2 = xpad
         xs = x2.numpy()
-        fn = getattr(kern, f"{self.name}_spmv")
-        args = self.args[:2] if self.name == "nm24" else self.args
+        fn = getattr(kern, self._spmv_name)
+        args = self._spmv_args
         for i in range(b):
             fn(*args, xs[i], yn[i], nt)
         return y
