@@ -13,10 +13,15 @@ and prints a table and optionally a JSON file.
 - "bw" is the fraction of the bandwidth bound reached at batch 1: (bytes read / measured read
   bandwidth of this machine) / measured time;
 - /proc/stat is read around every group: if other processes kept more than 0.25 cores busy, the
-  group is flagged as unreliable (and the numbers are reported with that load).
+  group is flagged as unreliable (and the numbers are reported with that load);
+- `--deepsparse VENV` adds DeepSparse 1.8.0 (end of life; `make deepsparse-venv` builds its
+  venv) on the same weights. It runs in its own process (`deepsparse_worker.py`), so its ratio
+  is against this process's dense time for the same cell, measured up to a minute apart, and its
+  batch-1 time follows a 64 MiB sweep rather than a flush of its own buffers.
 
     python benchmarks/kernels.py --quick
     python benchmarks/kernels.py --shapes 4096x4096,1536x384 --threads 1,2 --json out.json
+    python benchmarks/kernels.py --shapes 4096x4096 --deepsparse .venv-deepsparse
 """
 
 from __future__ import annotations
@@ -27,11 +32,15 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -253,7 +262,6 @@ def run_group(shape: str, batch: int, sparsity: str, threads: int, bw: dict[int,
     cands["torch_csr32"] = (lambda: torch.sparse.mm(csr, xt), 8 * nnz + 4 * (out + 1))
     weights["torch_csr32"] = (csr.crow_indices(), csr.col_indices(), csr.values())
     try:
-        import numpy as np
         import scipy.sparse as sp
 
         s = sp.csr_matrix(w.numpy())
@@ -381,6 +389,47 @@ def cuda_bench(args) -> list[dict]:
     return results
 
 
+def deepsparse_rows(
+    venv: str, shape: str, sparsity: str, threads: int, dense_ms: dict[int, float], budget: float
+) -> list[Row]:
+    """DeepSparse on this cell's weights, timed by `deepsparse_worker.py` in the DeepSparse venv."""
+    py = Path(venv) / "bin" / "python"
+    if not py.exists():
+        raise SystemExit(f"--deepsparse {venv}: {py} not found (make deepsparse-venv builds it)")
+    out, inp = (int(v) for v in shape.split("x"))
+    w, _ = make_layer(out, inp, sparsity)
+    batches = sorted(dense_ms)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "w.npy")
+        np.save(path, w.numpy())
+        worker = Path(__file__).with_name("deepsparse_worker.py")
+        cmd = [str(py), str(worker), "linear", path, "--batches", ",".join(map(str, batches))]
+        cmd += ["--threads", str(threads), "--budget", str(budget)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        print(
+            f"WARNING: DeepSparse failed on {shape} s={sparsity}: {proc.stderr.strip()[-500:]}",
+            file=sys.stderr,
+        )
+        return []
+    ms = json.loads(proc.stdout.strip().splitlines()[-1])
+    return [
+        Row(
+            shape,
+            b,
+            sparsity,
+            threads,
+            "deepsparse",
+            ms[str(b)],
+            dense_ms[b] / ms[str(b)],
+            float("nan"),
+            None,
+            0.0,
+        )
+        for b in batches
+    ]
+
+
 def print_table(rows: list[Row]) -> None:
     groups: dict[tuple, list[Row]] = {}
     for r in rows:
@@ -415,7 +464,7 @@ def print_table(rows: list[Row]) -> None:
                 if byts is None:
                     continue
                 name = f"**{f}**" if f in ("dense", "ours:best") else f
-                shown = "per cell" if f == "ours:best" else f"{byts:.3f}"
+                shown = "per cell" if f == "ours:best" else "n/a" if f == "deepsparse" else f"{byts:.3f}"
                 print(f"| {s} | {name} | {shown} | " + " | ".join(cells) + f" | {load:.2f} |")
 
 
@@ -431,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cuda", action="store_true", help="also run the CUDA 2:4 / BSR paths (needs a GPU)")
     p.add_argument("--cuda-only", action="store_true", help="run only the CUDA paths")
     p.add_argument(
-        "--deepsparse", default=None, metavar="VENV", help="DeepSparse venv (not implemented: reported)"
+        "--deepsparse", default=None, metavar="VENV", help="also time DeepSparse 1.8.0 from this venv"
     )
     args = p.parse_args(argv)
     if args.cuda_only:
@@ -448,17 +497,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     bw = {t: read_bandwidth(t) for t in threads} if shapes else {}
     print("read bandwidth (GB/s): " + ", ".join(f"{t} thread(s) {v:.1f}" for t, v in bw.items()))
-    if args.deepsparse:
-        print(
-            f"--deepsparse {args.deepsparse}: DeepSparse comparison is not implemented in this script",
-            file=sys.stderr,
-        )
     rows: list[Row] = []
     for shape in shapes:
         for t in threads:
             for s in sparsities:
-                for b in batches:
-                    rows += run_group(shape, b, s, t, bw, args)
+                cell = [r for b in batches for r in run_group(shape, b, s, t, bw, args)]
+                rows += cell
+                if args.deepsparse:
+                    dense_ms = {r.batch: r.ms for r in cell if r.format == "dense"}
+                    rows += deepsparse_rows(args.deepsparse, shape, s, t, dense_ms, args.budget)
             print_table([r for r in rows if r.shape == shape and r.threads == t])
             sys.stdout.flush()
     cuda = cuda_bench(args) if args.cuda else []

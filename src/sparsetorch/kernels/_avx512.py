@@ -31,6 +31,7 @@ from sparsetorch.kernels.simd import (
     vadd,
     vbcast,
     vcompress_cols,
+    vdecode24,
     vexpand,
     vfma,
     vgather,
@@ -349,9 +350,7 @@ def _decode_nm(irow, w0, c0, k, n, m, bits, per, lowmask, cbuf):
     """Columns of `k` stored values of one N:M row, from index word `w0` (group start at column `c0`)."""
     if n == 2 and m == 4:  # 2:4: 16 two-bit positions per word, value i of a word in group i // 2
         for q in range((k + 15) // 16):
-            w = np.int64(irow[w0 + q]) & 0xFFFFFFFF
-            for i in range(16):
-                cbuf[16 * q + i] = c0 + 32 * q + 4 * (i >> 1) + ((w >> (2 * i)) & 3)
+            vdecode24(cbuf, 16 * q, c0 + 32 * q, irow[w0 + q])
         return
     g = c0
     cnt = 0

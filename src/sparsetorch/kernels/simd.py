@@ -6,7 +6,8 @@ register-form `vexpandps` (bitmask) and `vpermt2ps` (2:4), keep several accumula
 registers and prefetch explicitly. This module exposes those instructions to numba as a value
 type `f32x16` (an LLVM `<16 x float>`, so it lives in a register) and a handful of `@intrinsic`s.
 
-Only `vexpand`, `vpermt2_24`, `vgather` and `vcompress_cols` are x86 AVX-512 specific; everything else lowers to generic LLVM
+Only `vexpand`, `vpermt2_24`, `vgather` and `vcompress_cols` are x86 AVX-512 specific (`vdecode24`
+and the transposes are generic vector IR); everything else lowers to generic LLVM
 vector IR and is correct on any target. Callers must check `HAS_AVX512` (see `cpu.py`) before
 compiling a kernel that uses the x86-specific ones.
 """
@@ -373,6 +374,33 @@ def vgather(typingctx, x, cols, j):
         )
 
     return f32x16(x, cols, j), codegen
+
+
+@intrinsic
+def vdecode24(typingctx, buf, off, base, word):
+    """Store the 16 columns of one 2:4 index word at `buf[off : off + 16]` (int32).
+
+    Value i of the word sits at column `base + 4 * (i // 2) + ((word >> 2i) & 3)`: the index
+    arithmetic of `vpermt2_24`, stored instead of used as a permutation (one shift, and, add).
+    """
+    if not (isinstance(buf, types.Array) and buf.dtype == types.int32 and isinstance(word, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        b = context.cast(builder, args[2], sig.args[2], types.int32)
+        bv = builder.insert_element(ir.Constant(_I16V, None), b, ir.Constant(_I32, 0))
+        bv = builder.shuffle_vector(bv, bv, ir.Constant(_I16V, [0] * 16))
+        w = args[3]
+        w = builder.trunc(w, _I32) if w.type.width > 32 else builder.zext(w, _I32) if w.type.width < 32 else w
+        wv = builder.insert_element(ir.Constant(_I16V, None), w, ir.Constant(_I32, 0))
+        wv = builder.shuffle_vector(wv, wv, ir.Constant(_I16V, [0] * 16))
+        pos = builder.and_(builder.lshr(wv, ir.Constant(_I16V, _SHIFT24)), ir.Constant(_I16V, [3] * 16))
+        cols = builder.add(builder.add(pos, ir.Constant(_I16V, _BASE24)), bv)
+        builder.store(cols, builder.bitcast(ptr, _I16V.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return types.none(buf, off, base, word), codegen
 
 
 @intrinsic
