@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 EXTRAS ?= dev,data,hf,bench,ray
 STAMP := $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: demo test setup data lint clean
+.PHONY: demo test setup data lint clean deepsparse-venv
 
 demo: setup data
 	$(VENV)/bin/sparsetorch bench run --suite quick --dir sparsetorch-bench/quick
@@ -26,6 +26,12 @@ $(STAMP): pyproject.toml scripts/bootstrap.sh
 
 data:
 	bash scripts/provision-data.sh "$(PY)"
+
+# DeepSparse 1.8.0 (end of life, pins numpy 1.26) in its own venv: only a speed reference for
+# `benchmarks/kernels.py --deepsparse .venv-deepsparse` and `benchmarks/end_to_end.py`.
+deepsparse-venv:
+	python3 -m venv .venv-deepsparse
+	.venv-deepsparse/bin/pip install -q --disable-pip-version-check deepsparse==1.8.0
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

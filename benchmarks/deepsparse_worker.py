@@ -6,7 +6,7 @@ lives in its own venv (`make deepsparse-venv`). `kernels.py --deepsparse VENV` a
 and call this script, which prints one JSON object: `{"<batch>": ms, ...}`.
 
     VENV/bin/python deepsparse_worker.py linear W.npy --batches 1,64 --threads 2 --budget 0.4
-    VENV/bin/python deepsparse_worker.py onnx model.onnx --inputs inputs.npz --batch 1 --threads 2
+    VENV/bin/python deepsparse_worker.py onnx model.onnx --inputs inputs.npz --threads 2 --output y.npy
 
 Batch 1 is timed after a 64 MiB sweep before every call (DeepSparse's own buffers cannot be
 flushed from outside; the sweep is twice this CPU's L3), larger batches hot: the same regimes as
@@ -65,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("path", help="W.npy (out, in) float32 for `linear`, a model.onnx for `onnx`")
     p.add_argument("--batches", default="1,64", help="linear: comma-separated batch sizes")
     p.add_argument("--inputs", help="onnx: .npz of the model inputs, in graph order")
+    p.add_argument("--output", help="onnx: save the model's first output here (.npy), to check it")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--budget", type=float, default=0.4)
     args = p.parse_args(argv)
@@ -94,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         inputs = [data[k] for k in data.files]
         batch = int(inputs[0].shape[0])
         engine = compile_model(args.path, batch_size=batch, num_cores=args.threads)
+        if args.output:
+            np.save(args.output, engine.run(inputs)[0])
         result[str(batch)] = _timed(lambda: engine.run(inputs), cold=False, budget=args.budget)
     json.dump(result, sys.stdout)
     print()

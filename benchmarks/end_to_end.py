@@ -9,8 +9,14 @@ where no sparse format wins at that batch. All variants of one input are timed i
 rounds (`kernels.bench_interleaved`), so the machine's drift hits them alike. Foreign CPU load
 (from /proc/stat) is printed with every group of numbers.
 
+With `--deepsparse VENV`, DeepSparse 1.8.0 (end of life; `make deepsparse-venv`) also runs ONNX
+exports (opset 14) of the dense and masked models, with the masks squashed into the weights. It
+runs in its own process (`deepsparse_worker.py`), so its ratio is against this process's dense
+time measured a few seconds apart; its output is compared with the masked model's.
+
     python benchmarks/end_to_end.py                # both models
     python benchmarks/end_to_end.py --models lenet --threads 1 --json e2e.json
+    python benchmarks/end_to_end.py --models minilm --deepsparse .venv-deepsparse
 """
 
 from __future__ import annotations
@@ -19,9 +25,14 @@ import argparse
 import copy
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
+import warnings
+from pathlib import Path
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -29,6 +40,7 @@ import sparsetorch as st
 from kernels import LoadMeter, bench_interleaved
 from sparsetorch.kernels import compile as sparse_compile
 from sparsetorch.kernels import sparse_layers
+from sparsetorch.masks import squash
 
 
 def linear_bytes(model: torch.nn.Module) -> int:
@@ -53,7 +65,7 @@ def variants(make, prune_cfgs, rows: int, threads: int):
         yield f"{name} compiled", compiled
 
 
-def run_model(label, make, inputs, prune_cfgs, threads, budget):
+def run_model(label, make, inputs, prune_cfgs, threads, budget, deepsparse=None):
     rows_out = []
     for batch_label, (args, rows) in inputs.items():
         torch.set_num_threads(threads)
@@ -98,7 +110,84 @@ def run_model(label, make, inputs, prune_cfgs, threads, budget):
                 f"{formats or ''} | {err:.1e} | {load.foreign:.2f} |"
             )
             sys.stdout.flush()
+        if deepsparse:
+            for name, model in models.items():
+                if name == "dense" or name.endswith("masked"):
+                    rows_out.append(
+                        deepsparse_row(
+                            deepsparse,
+                            label,
+                            batch_label,
+                            name,
+                            model,
+                            args,
+                            outs[name],
+                            base,
+                            threads,
+                            budget,
+                        )
+                    )
     return rows_out
+
+
+class _FirstOutput(torch.nn.Module):
+    """The model's first output as a plain tensor (what ONNX export needs)."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args):
+        out = self.model(*args)
+        return out.last_hidden_state if hasattr(out, "last_hidden_state") else out
+
+
+def deepsparse_row(venv, label, batch_label, name, model, args, ref_out, base, threads, budget) -> dict:
+    """DeepSparse 1.8.0 on an ONNX export of `model` (masks squashed into the weights), timed in
+    its own venv by `deepsparse_worker.py`; its output is checked against ours."""
+    py = Path(venv) / "bin" / "python"
+    if not py.exists():
+        raise SystemExit(f"--deepsparse {venv}: {py} not found (make deepsparse-venv builds it)")
+    plain = squash(copy.deepcopy(model)).eval()
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path, in_path, out_path = (os.path.join(tmp, f) for f in ("m.onnx", "in.npz", "y.npy"))
+        names = [f"in{i}" for i in range(len(args))]
+        with (
+            torch.no_grad(),
+            warnings.catch_warnings(),
+        ):  # opset 14: the first with scaled_dot_product_attention
+            warnings.simplefilter(
+                "ignore", DeprecationWarning
+            )  # the TorchScript exporter: no onnxscript needed
+            torch.onnx.export(
+                _FirstOutput(plain), args, onnx_path, dynamo=False, opset_version=14, input_names=names
+            )
+        np.savez(in_path, **{n: a.numpy() for n, a in zip(names, args, strict=True)})
+        worker = Path(__file__).with_name("deepsparse_worker.py")
+        cmd = [str(py), str(worker), "onnx", onnx_path, "--inputs", in_path, "--output", out_path]
+        cmd += ["--threads", str(threads), "--budget", str(budget)]
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"DeepSparse failed on {label} {name}: {proc.stderr.strip()[-800:]}")
+        ms = next(iter(json.loads(proc.stdout.strip().splitlines()[-1]).values()))
+        err = float(np.abs(np.load(out_path) - ref_out.numpy()).max())
+    row = {
+        "model": label,
+        "batch": batch_label,
+        "variant": f"deepsparse {name.removesuffix(' masked')}",
+        "ms": ms,
+        "speedup": base / ms,
+        "linear_MB": None,
+        "max_abs_err_vs_masked": err,
+        "formats": {},
+        "threads": threads,
+        "foreign_cores": None,
+    }
+    print(
+        f"| {label} | {batch_label} | {row['variant']} | {ms:.3f} | {base / ms:.2f}x |  |  | {err:.1e} | own process |"
+    )
+    sys.stdout.flush()
+    return row
 
 
 def main(argv=None) -> int:
@@ -107,6 +196,12 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--budget", type=float, default=1.0, help="seconds of repetitions per measurement")
     p.add_argument("--json", default=None)
+    p.add_argument(
+        "--deepsparse",
+        default=None,
+        metavar="VENV",
+        help="also time DeepSparse 1.8.0 (from this venv) on ONNX exports of the dense and pruned models",
+    )
     args = p.parse_args(argv)
     print(
         "| model | batch | variant | ms | speedup vs dense | Linear weights MB | compiled formats | "
@@ -118,7 +213,9 @@ def main(argv=None) -> int:
     if "lenet" in args.models:
         make = lambda: st.create_model("lenet-300-100", seed=0)  # noqa: E731
         inputs = {"1": ((torch.randn(1, 784),), 1), "32": ((torch.randn(32, 784),), 32)}
-        rows += run_model("LeNet-300-100", make, inputs, prune_cfgs, args.threads, args.budget)
+        rows += run_model(
+            "LeNet-300-100", make, inputs, prune_cfgs, args.threads, args.budget, args.deepsparse
+        )
     if "minilm" in args.models:
         from sparsetorch.models.hf import load_minilm
 
@@ -131,8 +228,11 @@ def main(argv=None) -> int:
             return (e["input_ids"], e["attention_mask"])
 
         inputs = {"1x128": (enc(1), 128), "32x128": (enc(32), 32 * 128)}
-        rows += run_model("all-MiniLM-L6-v2", make, inputs, prune_cfgs, args.threads, args.budget)
-    print("DeepSparse: not run (no DeepSparse venv / ONNX export in this script)")
+        rows += run_model(
+            "all-MiniLM-L6-v2", make, inputs, prune_cfgs, args.threads, args.budget, args.deepsparse
+        )
+    if not args.deepsparse:
+        print("DeepSparse: not run (pass --deepsparse VENV; `make deepsparse-venv` builds one)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -76,6 +76,11 @@ def test_spmm_column_blocks_and_long_rows_match_reference(monkeypatch, panel_byt
     for fmt in fmts:
         for batch in (1, 8, 64, 100):
             _check(fmt, weight, mask, batch)
+        x = torch.randn(200, 328)  # 4 tiles: threads split tiles, not rows
+        for threads in (1, 2):
+            torch.testing.assert_close(
+                cpu.linear(fmt, x, threads=threads), _reference(weight, mask, x), rtol=1e-4, atol=1e-4
+            )
     for n, m in [(2, 4), (1, 4), (4, 8), (2, 8)]:
         weight, mask = random_layer(21, 328, kind="nm", n=n, m=m)
         for batch in (8, 64):

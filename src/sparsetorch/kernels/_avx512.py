@@ -161,8 +161,9 @@ def nm24_spmv(values, index, x, y, nthreads):
 
 
 @njit(inline="always", **_OPTS)
-def _pack(x, xp):
-    """x (B, in) C-contiguous -> xp (tiles, in, T): xp[t, c, j] = x[t * T + j, c], zero past the batch.
+def _pack(x, xp, k0, k1):
+    """Tiles [k0, k1) of x (B, in) C-contiguous -> xp (tiles, in, T): xp[t, c, j] = x[t * T + j, c],
+    zero past the batch.
 
     16 x 16 blocks transposed in registers (`transpose16`); ragged edges element by element.
     """
@@ -170,7 +171,7 @@ def _pack(x, xp):
     tiles, _, tw = xp.shape
     xf = x.ravel()
     pf = xp.ravel()
-    for r in range(0, b, 16):  # batch rows outer: consecutive loads walk along x's rows
+    for r in range(k0 * tw, min(k1 * tw, b), 16):  # batch rows outer: loads walk along x's rows
         tile = r // tw
         for c0 in range(0, inp, 16):
             c1 = min(c0 + 16, inp)
@@ -181,24 +182,23 @@ def _pack(x, xp):
                 for j in range(min(16, b - r)):
                     for c in range(c0, c1):
                         pf[dst + (c - c0) * tw + j] = xf[(r + j) * inp + c]
-    for row in range(b, tiles * tw):  # padding rows of the last tile
-        tile = row // tw
-        for c in range(inp):
-            xp[tile, c, row - tile * tw] = 0.0
+    if k1 == tiles:
+        for row in range(b, tiles * tw):  # padding rows of the last tile
+            for c in range(inp):
+                xp[tiles - 1, c, row - (tiles - 1) * tw] = 0.0
 
 
 @njit(inline="always", **_OPTS)
-def _unpack(yt, bias, y, r0, r1):
-    """Output features [r0, r1) of yt (tiles, out, T) -> y (B, out) C-contiguous, plus bias."""
-    _, out, tw = yt.shape
+def _unpack(yt, bias, y, r0, r1, tile):
+    """Output features [r0, r1) of one tile's yt (out, T) -> y rows tile * T ..., plus bias."""
+    out, tw = yt.shape
     b = y.shape[0]
     tf = yt.ravel()
     yf = y.ravel()
-    for row in range(0, b, 16):  # batch rows outer: consecutive stores walk along y's rows
-        tile = row // tw
+    for row in range(tile * tw, min(tile * tw + tw, b), 16):  # stores walk along y's rows
         for f0 in range(r0, r1, 16):
             f1 = min(f0 + 16, r1)
-            src = tile * out * tw + f0 * tw + (row - tile * tw)
+            src = f0 * tw + (row - tile * tw)
             if row + 16 <= b and f1 - f0 == 16:
                 transpose16_bias(tf, src, tw, yf, row * out + f0, out, bias, f0)
             else:
@@ -208,10 +208,23 @@ def _unpack(yt, bias, y, r0, r1):
 
 
 @njit(inline="always", **_OPTS)
-def _rows16(t, out, nthreads):
-    """Thread t's output rows: equal contiguous ranges cut at multiples of 16 (whole `_unpack` blocks)."""
+def _split(t, out, tiles, nthreads):
+    """Thread t's share: rows [r0, r1), tiles [k0, k1), and which panel copy (xp) and output tile
+    buffer (yt) it uses.
+
+    With at least one tile per thread, threads split the tiles: each packs, computes and unpacks
+    only its own batch rows, in its own one-tile output buffer (stays in L2), from one shared
+    panel array. Otherwise they split the output rows at multiples of 16 (whole `_unpack` blocks),
+    each packing all of x into its own copy (no hand-off between cores) and writing its rows of
+    one shared output buffer.
+    """
+    t = np.int64(t)  # prange indices may be unsigned: int64 | uint64 would unify to float64
+    if tiles >= nthreads:
+        return np.int64(0), np.int64(out), t * tiles // nthreads, (t + 1) * tiles // nthreads, np.int64(0), t
     nblk = (out + 15) // 16
-    return min(out, 16 * (t * nblk // nthreads)), min(out, 16 * ((t + 1) * nblk // nthreads))
+    r0 = np.int64(min(out, 16 * (t * nblk // nthreads)))
+    r1 = np.int64(min(out, 16 * ((t + 1) * nblk // nthreads)))
+    return r0, r1, np.int64(0), np.int64(tiles), t, np.int64(0)
 
 
 @njit(inline="always", **_OPTS)
@@ -293,16 +306,16 @@ def _acc(cols, values, j, end, flat, out, first, tw):
 def csr_spmm(cols, values, bptr, cb, x, xp, yt, bias, y, nthreads):
     """y = x @ W.T + bias for CSR W; bptr (out, blocks + 1) value offsets of each column block.
 
-    One parallel region: each thread packs all of x into its own panels `xp[t]` (no hand-off of
-    panels between cores), computes its rows of `yt` block by block, and unpacks them into y.
+    One parallel region: each thread packs its share of x (`_split`), computes its part of `yt`
+    column block by column block, and unpacks it into y; xp is (1 or nthreads, tiles, in, T).
     """
-    tiles, out, tw = yt.shape
+    tiles, out, tw = xp.shape[1], yt.shape[1], yt.shape[2]
     nb = bptr.shape[1] - 1
     for t in prange(nthreads):
-        r0, r1 = _rows16(t, out, nthreads)
-        _pack(x, xp[t])
-        for tile in range(tiles):
-            flat = xp[t, tile].ravel()
+        r0, r1, k0, k1, xi, yi = _split(t, out, tiles, nthreads)
+        _pack(x, xp[xi], k0, k1)
+        for tile in range(k0, k1):
+            flat = xp[xi, tile].ravel()
             for b in range(nb):
                 for r in range(r0, r1):
                     _acc(
@@ -311,26 +324,26 @@ def csr_spmm(cols, values, bptr, cb, x, xp, yt, bias, y, nthreads):
                         np.int64(bptr[r, b]),
                         np.int64(bptr[r, b + 1]),
                         flat,
-                        yt[tile, r],
+                        yt[yi, r],
                         b == 0,
                         tw,
                     )
-        _unpack(yt, bias, y, r0, r1)
+            _unpack(yt[yi], bias, y, r0, r1, tile)
 
 
 @njit(parallel=True, **_OPTS)
 def bitmask_spmm(bits, values, bptr, cb, x, xp, yt, bias, y, nthreads):
     """As `csr_spmm` for a bitmask: per (row, column block), decode the kept columns, then `_acc`."""
-    tiles, out, tw = yt.shape
+    tiles, out, tw = xp.shape[1], yt.shape[1], yt.shape[2]
     chunks = bits.shape[0] // max(out, 1)
     nb = bptr.shape[1] - 1
     per_block = cb // 16
     for t in prange(nthreads):
-        r0, r1 = _rows16(t, out, nthreads)
-        _pack(x, xp[t])
+        r0, r1, k0, k1, xi, yi = _split(t, out, tiles, nthreads)
+        _pack(x, xp[xi], k0, k1)
         cbuf = np.empty(cb + 16, dtype=np.int32)
-        for tile in range(tiles):
-            flat = xp[t, tile].ravel()
+        for tile in range(k0, k1):
+            flat = xp[xi, tile].ravel()
             for b in range(nb):
                 c0 = b * per_block
                 c1 = min(c0 + per_block, chunks)
@@ -341,8 +354,8 @@ def bitmask_spmm(bits, values, bptr, cb, x, xp, yt, bias, y, nthreads):
                         vcompress_cols(cbuf, k, 16 * c, m)
                         k += popcount(m)
                     off = np.int64(bptr[r, b])
-                    _acc(cbuf, values[off : off + k], 0, k, flat, yt[tile, r], b == 0, tw)
-        _unpack(yt, bias, y, r0, r1)
+                    _acc(cbuf, values[off : off + k], 0, k, flat, yt[yi, r], b == 0, tw)
+            _unpack(yt[yi], bias, y, r0, r1, tile)
 
 
 @njit(inline="always", **_OPTS)
@@ -369,22 +382,22 @@ def nm_spmm(values, index, n, m, bits, cb, x, xp, yt, bias, y, nthreads):
 
     `cb` is a multiple of `m * (32 // bits)`, so every block starts on a group and an index word.
     """
-    tiles, out, tw = yt.shape
+    tiles, out, tw = xp.shape[1], yt.shape[1], yt.shape[2]
     inp = x.shape[1]
     per = 32 // bits
     lowmask = (1 << bits) - 1
     nb = (inp + cb - 1) // cb
     for t in prange(nthreads):
-        r0, r1 = _rows16(t, out, nthreads)
-        _pack(x, xp[t])
+        r0, r1, k0, k1, xi, yi = _split(t, out, tiles, nthreads)
+        _pack(x, xp[xi], k0, k1)
         cbuf = np.empty(cb + 16, dtype=np.int32)
-        for tile in range(tiles):
-            flat = xp[t, tile].ravel()
+        for tile in range(k0, k1):
+            flat = xp[xi, tile].ravel()
             for b in range(nb):
                 c0 = b * cb
                 j0 = c0 // m * n
                 k = min(cb, inp - c0) // m * n
                 for r in range(r0, r1):
                     _decode_nm(index[r], j0 // per, c0, k, n, m, bits, per, lowmask, cbuf)
-                    _acc(cbuf, values[r, j0 : j0 + k], 0, k, flat, yt[tile, r], b == 0, tw)
-        _unpack(yt, bias, y, r0, r1)
+                    _acc(cbuf, values[r, j0 : j0 + k], 0, k, flat, yt[yi, r], b == 0, tw)
+            _unpack(yt[yi], bias, y, r0, r1, tile)

@@ -252,8 +252,11 @@ class Plan:
         b, inp = x2.shape
         tw = panel_width(b)
         tiles = -(-b // tw)
-        xp = np.empty((nt, tiles, inp, tw), dtype=np.float32)  # each thread's own packed copy of x
-        yt = np.empty((tiles, self.out, tw), dtype=np.float32)
+        # Threads split tiles (one panel array, a one-tile output buffer each) or rows (a panel copy
+        # each, one shared output buffer): see `_avx512._split`.
+        by_tiles = tiles >= nt
+        xp = np.empty((1 if by_tiles else nt, tiles, inp, tw), dtype=np.float32)
+        yt = np.empty((nt if by_tiles else 1, self.out, tw), dtype=np.float32)
         y = torch.empty(b, self.out, dtype=torch.float32)
         io = (
             x2.numpy(),
