@@ -250,14 +250,7 @@ def run_group(shape: str, batch: int, sparsity: str, threads: int, bw: dict[int,
         cands[f"ours:{name}"] = (lambda plan=plan: plan(x, threads=threads), f.nbytes)
         weights[f"ours:{name}"] = tuple(f.tensors().values())
     nnz = int(mask.sum())
-    csr = torch.sparse_csr_tensor(
-        torch.ops.aten._convert_indices_from_coo_to_csr(
-            mask.nonzero()[:, 0].to(torch.int32), out, out_int32=True
-        ),
-        mask.nonzero()[:, 1].to(torch.int32),
-        w[mask],
-        size=(out, inp),
-    )
+    csr = cpu.torch_csr(fm.CSR.from_dense(w, mask, index_bits=32))  # int32 indices: torch's fastest CSR
     xt = x.t().contiguous()
     cands["torch_csr32"] = (lambda: torch.sparse.mm(csr, xt), 8 * nnz + 4 * (out + 1))
     weights["torch_csr32"] = (csr.crow_indices(), csr.col_indices(), csr.values())
