@@ -384,8 +384,7 @@ def block_ptr(fmt: CSR | Bitmask, cb: int) -> np.ndarray:
     out, inp = fmt.shape
     nb = -(-inp // cb)
     if isinstance(fmt, CSR):
-        counts = torch.diff(fmt.row_ptr).to(torch.int64)
-        key = torch.repeat_interleave(torch.arange(out), counts) * nb + fmt.col_index() // cb
+        key = fmt.row_index() * nb + fmt.col_index() // cb
         per_block = torch.bincount(key, minlength=out * nb).view(out, nb)
     else:
         chunk_counts = fmt.chunk_counts()  # (out, chunks)
