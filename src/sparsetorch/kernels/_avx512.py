@@ -30,6 +30,7 @@ from sparsetorch.kernels.simd import (
     transpose16_bias,
     vadd,
     vbcast,
+    vbcast2,
     vcompress_cols,
     vdecode24,
     vexpand,
@@ -37,8 +38,10 @@ from sparsetorch.kernels.simd import (
     vgather,
     vhsum,
     vload,
+    vload2x8,
     vpermt2_24,
     vstore,
+    vstore8_halves,
     vzero,
 )
 
@@ -295,11 +298,35 @@ def _acc16(cols, values, j, end, flat, out, first):
 
 
 @njit(inline="always", **_OPTS)
+def _acc8(cols, values, j, end, flat, out, first):
+    """As `_acc64` for 8-wide panels (batch <= 8): two weights per zmm (one in each half), 8 in flight."""
+    a0 = vzero()
+    a1 = vzero()
+    a2 = vzero()
+    a3 = vzero()
+    while j + 8 <= end:
+        a0 = vfma(vbcast2(values[j], values[j + 1]), vload2x8(flat, cols[j] * 8, cols[j + 1] * 8), a0)
+        a1 = vfma(vbcast2(values[j + 2], values[j + 3]), vload2x8(flat, cols[j + 2] * 8, cols[j + 3] * 8), a1)
+        a2 = vfma(vbcast2(values[j + 4], values[j + 5]), vload2x8(flat, cols[j + 4] * 8, cols[j + 5] * 8), a2)
+        a3 = vfma(vbcast2(values[j + 6], values[j + 7]), vload2x8(flat, cols[j + 6] * 8, cols[j + 7] * 8), a3)
+        j += 8
+    while j + 2 <= end:
+        a0 = vfma(vbcast2(values[j], values[j + 1]), vload2x8(flat, cols[j] * 8, cols[j + 1] * 8), a0)
+        j += 2
+    if j < end:  # odd count: the last weight in the low half, zero weight in the high half
+        p = np.int64(cols[j]) * 8
+        a1 = vfma(vbcast2(values[j], np.float32(0.0)), vload2x8(flat, p, p), a1)
+    vstore8_halves(out, 0, vadd(vadd(a0, a1), vadd(a2, a3)), not first)
+
+
+@njit(inline="always", **_OPTS)
 def _acc(cols, values, j, end, flat, out, first, tw):
     if tw == 64:
         _acc64(cols, values, j, end, flat, out, first)
-    else:
+    elif tw == 16:
         _acc16(cols, values, j, end, flat, out, first)
+    else:
+        _acc8(cols, values, j, end, flat, out, first)
 
 
 @njit(parallel=True, **_OPTS)

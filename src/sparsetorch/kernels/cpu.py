@@ -396,5 +396,6 @@ def block_ptr(fmt: CSR | Bitmask, cb: int) -> np.ndarray:
 
 
 def panel_width(batch: int) -> int:
-    """Batch columns per packed X panel: 64 (4 zmm per weight) for big batches, else 16."""
-    return 64 if batch >= 48 else 16
+    """Batch columns per packed X panel: 64 (4 zmm per weight) for big batches, 8 (two weights per
+    zmm) up to 8 rows, else 16: a batch of 8 in 16-wide panels did half its FMAs on padding."""
+    return 64 if batch >= 48 else 8 if batch <= 8 else 16

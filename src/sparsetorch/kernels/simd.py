@@ -209,6 +209,63 @@ def ctz(typingctx, x):
     return types.int64(x), codegen
 
 
+_V8 = ir.VectorType(_F32, 8)
+
+
+def _load8(context, builder, arrty, arr, idx, idxty) -> ir.Value:
+    ptr = _elem_ptr(context, builder, arrty, arr, idx, idxty)
+    return builder.load(builder.bitcast(ptr, _V8.as_pointer()), align=4)
+
+
+@intrinsic
+def vload2x8(typingctx, arr, i, j):
+    """`arr[i : i + 8]` in lanes 0-7 and `arr[j : j + 8]` in lanes 8-15 (two rows of an 8-wide panel)."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        lo = _load8(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        hi = _load8(context, builder, sig.args[0], args[0], args[2], sig.args[2])
+        return builder.shuffle_vector(lo, hi, ir.Constant(_I16V, list(range(16))))
+
+    return f32x16(arr, i, j), codegen
+
+
+@intrinsic
+def vbcast2(typingctx, a, b):
+    """`a` in lanes 0-7, `b` in lanes 8-15."""
+
+    def codegen(context, builder, sig, args):
+        va = context.cast(builder, args[0], sig.args[0], types.float32)
+        vb = context.cast(builder, args[1], sig.args[1], types.float32)
+        v = builder.insert_element(ir.Constant(_V16, None), va, ir.Constant(_I32, 0))
+        v = builder.insert_element(v, vb, ir.Constant(_I32, 1))
+        return builder.shuffle_vector(v, v, ir.Constant(_I16V, [0] * 8 + [1] * 8))
+
+    return f32x16(a, b), codegen
+
+
+@intrinsic
+def vstore8_halves(typingctx, arr, idx, v, accumulate):
+    """`arr[idx : idx + 8] (+)= v[0:8] + v[8:16]` (with `accumulate`, add to what is there)."""
+    if not (isinstance(arr, types.Array) and arr.dtype == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        v = args[2]
+        lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, 8), list(range(8))))
+        hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, 8), list(range(8, 16))))
+        s = builder.fadd(lo, hi)
+        old = _load8(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        acc = context.cast(builder, args[3], sig.args[3], types.boolean)
+        s = builder.select(acc, builder.fadd(s, old), s)
+        ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        builder.store(s, builder.bitcast(ptr, _V8.as_pointer()), align=4)
+        return context.get_dummy_value()
+
+    return types.none(arr, idx, v, accumulate), codegen
+
+
 def _stride_masks(s: int) -> tuple[list[int], list[int]]:
     """Shuffle masks of one transpose stage: swap the off-diagonal s x s blocks of rows i, i + s."""
     lo, hi = [], []
