@@ -205,15 +205,15 @@ class Plan:
                 f"bias must be a float32 CPU tensor of shape ({self.out},), got {tuple(bias.shape)} {bias.dtype} "
                 f"on {bias.device}"
             )
-        lead = x.shape[:-1]
-        x2 = x.reshape(-1, self.inp)
+        flat = x.dim() == 2  # the common case: no reshapes (each costs ~1 us on a small layer)
+        x2 = x if flat else x.reshape(-1, self.inp)
         if self.kind == "torch" or x2.shape[0] == 0:
             y = _torch_linear(self.fmt, x2).contiguous()
             if bias is not None:
                 y += bias
         else:
             y = self._numba(x2.contiguous(), threads, bias)
-        return y.reshape(*lead, self.out)
+        return y if flat else y.reshape(*x.shape[:-1], self.out)
 
     def _numba(self, x2: Tensor, threads: int | None, bias: Tensor | None) -> Tensor:
         b = x2.shape[0]
