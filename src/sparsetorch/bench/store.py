@@ -131,7 +131,7 @@ class Store:
         try:
             self._db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
             self._db.execute("PRAGMA busy_timeout = 60000")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            self._set_wal()
             self._db.execute("PRAGMA synchronous = NORMAL")
             with self._tx():
                 for stmt in _SCHEMA.split(";"):
@@ -154,6 +154,19 @@ class Store:
                 f"sparsetorch {by[0] if by else '?'}); this sparsetorch reads schema {SCHEMA_VERSION}. "
                 "Use a new --dir."
             )
+
+    def _set_wal(self) -> None:
+        """WAL mode, retried: two processes creating one store at once can get "database is locked"
+        from the journal-mode switch at once, without SQLite's busy handler waiting."""
+        deadline = time.monotonic() + 60.0
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def close(self) -> None:
         self._db.close()
