@@ -21,6 +21,7 @@ from numba.extending import intrinsic, models, register_model
 _F32 = ir.FloatType()
 _I32 = ir.IntType(32)
 _V16 = ir.VectorType(_F32, 16)
+_V8 = ir.VectorType(_F32, 8)
 _I16V = ir.VectorType(_I32, 16)
 
 
@@ -55,6 +56,18 @@ def _elem_ptr(context, builder, arrty, arr, idx, idxty) -> ir.Value:
     return builder.gep(ary.data, [idx])
 
 
+def _splat(builder, value: ir.Value, vec: ir.VectorType) -> ir.Value:
+    """`value` in all 16 lanes of a `vec` (<16 x float> or <16 x i32>)."""
+    one = builder.insert_element(ir.Constant(vec, None), value, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(one, one, ir.Constant(_I16V, [0] * 16))
+
+
+def _vec_load(context, builder, arrty, arr, idx, idxty, vec: ir.VectorType = _V16) -> ir.Value:
+    """Load a `vec` (16 or 8 floats) from `arr[idx:]`, unaligned."""
+    ptr = _elem_ptr(context, builder, arrty, arr, idx, idxty)
+    return builder.load(builder.bitcast(ptr, vec.as_pointer()), align=4)
+
+
 @intrinsic
 def vzero(typingctx):
     """A zero vector."""
@@ -71,8 +84,7 @@ def vbcast(typingctx, x):
 
     def codegen(context, builder, sig, args):
         v = context.cast(builder, args[0], sig.args[0], types.float32)
-        one = builder.insert_element(ir.Constant(_V16, None), v, ir.Constant(_I32, 0))
-        return builder.shuffle_vector(one, one, ir.Constant(_I16V, [0] * 16))
+        return _splat(builder, v, _V16)
 
     return f32x16(x), codegen
 
@@ -84,8 +96,7 @@ def vload(typingctx, arr, idx):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-        return builder.load(builder.bitcast(ptr, _V16.as_pointer()), align=4)
+        return _vec_load(context, builder, sig.args[0], args[0], args[1], sig.args[1])
 
     return f32x16(arr, idx), codegen
 
@@ -209,14 +220,6 @@ def ctz(typingctx, x):
     return types.int64(x), codegen
 
 
-_V8 = ir.VectorType(_F32, 8)
-
-
-def _load8(context, builder, arrty, arr, idx, idxty) -> ir.Value:
-    ptr = _elem_ptr(context, builder, arrty, arr, idx, idxty)
-    return builder.load(builder.bitcast(ptr, _V8.as_pointer()), align=4)
-
-
 @intrinsic
 def vload2x8(typingctx, arr, i, j):
     """`arr[i : i + 8]` in lanes 0-7 and `arr[j : j + 8]` in lanes 8-15 (two rows of an 8-wide panel)."""
@@ -224,8 +227,8 @@ def vload2x8(typingctx, arr, i, j):
         return None
 
     def codegen(context, builder, sig, args):
-        lo = _load8(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-        hi = _load8(context, builder, sig.args[0], args[0], args[2], sig.args[2])
+        lo = _vec_load(context, builder, sig.args[0], args[0], args[1], sig.args[1], _V8)
+        hi = _vec_load(context, builder, sig.args[0], args[0], args[2], sig.args[2], _V8)
         return builder.shuffle_vector(lo, hi, ir.Constant(_I16V, list(range(16))))
 
     return f32x16(arr, i, j), codegen
@@ -256,7 +259,7 @@ def vstore8_halves(typingctx, arr, idx, v, accumulate):
         lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, 8), list(range(8))))
         hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, 8), list(range(8, 16))))
         s = builder.fadd(lo, hi)
-        old = _load8(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        old = _vec_load(context, builder, sig.args[0], args[0], args[1], sig.args[1], _V8)
         acc = context.cast(builder, args[3], sig.args[3], types.boolean)
         s = builder.select(acc, builder.fadd(s, old), s)
         ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
@@ -382,8 +385,7 @@ def vpermt2_24(typingctx, x, xoff, word):
         hi = builder.load(builder.gep(vp, [ir.Constant(_I32, 1)]), align=4)
         w = args[2]
         w = builder.trunc(w, _I32) if w.type.width > 32 else builder.zext(w, _I32) if w.type.width < 32 else w
-        wv = builder.insert_element(ir.Constant(_I16V, None), w, ir.Constant(_I32, 0))
-        wv = builder.shuffle_vector(wv, wv, ir.Constant(_I16V, [0] * 16))
+        wv = _splat(builder, w, _I16V)
         idx = builder.and_(builder.lshr(wv, ir.Constant(_I16V, _SHIFT24)), ir.Constant(_I16V, [3] * 16))
         idx = builder.add(idx, ir.Constant(_I16V, _BASE24))
         fn = _fn(builder, "llvm.x86.avx512.vpermi2var.ps.512", _V16, [_V16, _I16V, _V16])
@@ -446,12 +448,10 @@ def vdecode24(typingctx, buf, off, base, word):
     def codegen(context, builder, sig, args):
         ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
         b = context.cast(builder, args[2], sig.args[2], types.int32)
-        bv = builder.insert_element(ir.Constant(_I16V, None), b, ir.Constant(_I32, 0))
-        bv = builder.shuffle_vector(bv, bv, ir.Constant(_I16V, [0] * 16))
+        bv = _splat(builder, b, _I16V)
         w = args[3]
         w = builder.trunc(w, _I32) if w.type.width > 32 else builder.zext(w, _I32) if w.type.width < 32 else w
-        wv = builder.insert_element(ir.Constant(_I16V, None), w, ir.Constant(_I32, 0))
-        wv = builder.shuffle_vector(wv, wv, ir.Constant(_I16V, [0] * 16))
+        wv = _splat(builder, w, _I16V)
         pos = builder.and_(builder.lshr(wv, ir.Constant(_I16V, _SHIFT24)), ir.Constant(_I16V, [3] * 16))
         cols = builder.add(builder.add(pos, ir.Constant(_I16V, _BASE24)), bv)
         builder.store(cols, builder.bitcast(ptr, _I16V.as_pointer()), align=4)
@@ -472,8 +472,7 @@ def vcompress_cols(typingctx, buf, off, base, mask):
     def codegen(context, builder, sig, args):
         ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
         b = context.cast(builder, args[2], sig.args[2], types.int32)
-        bv = builder.insert_element(ir.Constant(_I16V, None), b, ir.Constant(_I32, 0))
-        bv = builder.shuffle_vector(bv, bv, ir.Constant(_I16V, [0] * 16))
+        bv = _splat(builder, b, _I16V)
         lanes = builder.add(bv, ir.Constant(_I16V, list(range(16))))
         m = args[3]
         m16 = builder.trunc(m, ir.IntType(16)) if m.type.width > 16 else m
