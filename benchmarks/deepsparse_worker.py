@@ -20,11 +20,31 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+
+
+def run(venv: str, *args: str, threads: int, budget: float) -> dict[str, float]:
+    """Host side (sparsetorch's venv): run this script with the DeepSparse venv's Python, return its
+    JSON result (`{"<batch>": ms}`).
+
+    Raises:
+        SystemExit: `venv` has no Python (`make deepsparse-venv` builds one).
+        RuntimeError: the worker failed; the message ends with its stderr.
+    """
+    py = Path(venv) / "bin" / "python"
+    if not py.exists():
+        raise SystemExit(f"--deepsparse {venv}: {py} not found (make deepsparse-venv builds it)")
+    cmd = [str(py), __file__, *args, "--threads", str(threads), "--budget", str(budget)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"DeepSparse worker failed ({args[0]}): {proc.stderr.strip()[-800:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _timed(run, *, cold: bool, budget: float) -> float:

@@ -25,17 +25,17 @@ import argparse
 import copy
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
+import deepsparse_worker
+
 import sparsetorch as st
 from kernels import LoadMeter, bench_interleaved
 from sparsetorch.kernels import compile as sparse_compile
@@ -145,31 +145,33 @@ class _FirstOutput(torch.nn.Module):
 def deepsparse_row(venv, label, batch_label, name, model, args, ref_out, base, threads, budget) -> dict:
     """DeepSparse 1.8.0 on an ONNX export of `model` (masks squashed into the weights), timed in
     its own venv by `deepsparse_worker.py`; its output is checked against ours."""
-    py = Path(venv) / "bin" / "python"
-    if not py.exists():
-        raise SystemExit(f"--deepsparse {venv}: {py} not found (make deepsparse-venv builds it)")
     plain = squash(copy.deepcopy(model)).eval()
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path, in_path, out_path = (os.path.join(tmp, f) for f in ("m.onnx", "in.npz", "y.npy"))
         names = [f"in{i}" for i in range(len(args))]
-        with (
-            torch.no_grad(),
-            warnings.catch_warnings(),
-        ):  # opset 14: the first with scaled_dot_product_attention
-            warnings.simplefilter(
-                "ignore", DeprecationWarning
-            )  # the TorchScript exporter: no onnxscript needed
+        # opset 14: the first with scaled_dot_product_attention; the TorchScript exporter (deprecated,
+        # but it needs no onnxscript)
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
             torch.onnx.export(
                 _FirstOutput(plain), args, onnx_path, dynamo=False, opset_version=14, input_names=names
             )
         np.savez(in_path, **{n: a.numpy() for n, a in zip(names, args, strict=True)})
-        worker = Path(__file__).with_name("deepsparse_worker.py")
-        cmd = [str(py), str(worker), "onnx", onnx_path, "--inputs", in_path, "--output", out_path]
-        cmd += ["--threads", str(threads), "--budget", str(budget)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise SystemExit(f"DeepSparse failed on {label} {name}: {proc.stderr.strip()[-800:]}")
-        ms = next(iter(json.loads(proc.stdout.strip().splitlines()[-1]).values()))
+        try:
+            result = deepsparse_worker.run(
+                venv,
+                "onnx",
+                onnx_path,
+                "--inputs",
+                in_path,
+                "--output",
+                out_path,
+                threads=threads,
+                budget=budget,
+            )
+        except RuntimeError as e:
+            raise SystemExit(f"DeepSparse failed on {label} {name}: {e}") from e
+        ms = next(iter(result.values()))
         err = float(np.abs(np.load(out_path) - ref_out.numpy()).max())
     row = {
         "model": label,

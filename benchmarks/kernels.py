@@ -32,14 +32,13 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
+import deepsparse_worker
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -105,8 +104,6 @@ def evict() -> None:
 @functools.cache
 def flusher() -> Callable | None:
     """A numba function that `clflush`es every 64-byte line of a 1-D uint8 array (x86-64), or None."""
-    from sparsetorch.kernels import cpu
-
     if platform.machine().lower() not in ("x86_64", "amd64") or not cpu.has_numba():
         return None
     from llvmlite import ir
@@ -386,26 +383,19 @@ def deepsparse_rows(
     venv: str, shape: str, sparsity: str, threads: int, dense_ms: dict[int, float], budget: float
 ) -> list[Row]:
     """DeepSparse on this cell's weights, timed by `deepsparse_worker.py` in the DeepSparse venv."""
-    py = Path(venv) / "bin" / "python"
-    if not py.exists():
-        raise SystemExit(f"--deepsparse {venv}: {py} not found (make deepsparse-venv builds it)")
     out, inp = (int(v) for v in shape.split("x"))
     w, _ = make_layer(out, inp, sparsity)
-    batches = sorted(dense_ms)
+    batches = ",".join(map(str, sorted(dense_ms)))
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "w.npy")
         np.save(path, w.numpy())
-        worker = Path(__file__).with_name("deepsparse_worker.py")
-        cmd = [str(py), str(worker), "linear", path, "--batches", ",".join(map(str, batches))]
-        cmd += ["--threads", str(threads), "--budget", str(budget)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    if proc.returncode != 0:
-        print(
-            f"WARNING: DeepSparse failed on {shape} s={sparsity}: {proc.stderr.strip()[-500:]}",
-            file=sys.stderr,
-        )
-        return []
-    ms = json.loads(proc.stdout.strip().splitlines()[-1])
+        try:
+            ms = deepsparse_worker.run(
+                venv, "linear", path, "--batches", batches, threads=threads, budget=budget
+            )
+        except RuntimeError as e:
+            print(f"WARNING: DeepSparse failed on {shape} s={sparsity}: {e}", file=sys.stderr)
+            return []
     return [
         Row(
             shape,
@@ -419,7 +409,7 @@ def deepsparse_rows(
             None,
             0.0,
         )
-        for b in batches
+        for b in sorted(dense_ms)
     ]
 
 

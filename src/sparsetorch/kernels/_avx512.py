@@ -6,15 +6,15 @@ Why these shapes of loop (measured in `shared/reference/perf.md`):
   SIMD instruction per 16 or 32 columns (`vexpandps` for the bitmask, `vgatherdps` for CSR,
   `vpermt2ps` for 2:4) and keeps 4 independent accumulators; the bitmask kernel prefetches its
   value stream explicitly (whose position depends on the bits), the others leave it to hardware;
-- batch > 1 is bound by FLOPs, so X is packed once per call into tile-major panels
-  `(tiles, in, T)` (T = 16 or 64 batch columns) and each stored weight is broadcast and FMA'd
-  against one panel row held in 1 or 4 zmm registers, with two weights in flight (8 accumulators).
-  The input columns are walked in blocks whose panel rows fit in L2 (`cpu.spmm_block_cols`), each
-  block adding into `yt`: a whole 4096-row panel at T = 64 is 1 MiB and was re-read from L3 (at 90%,
-  4096x4096, batch 64: 5.8x -> 8x vs dense with 1024-column blocks);
-- threads split output rows into equal contiguous ranges (`prange` over the thread count).
+- batch > 2 is bound by FLOPs: one parallel region per product packs X into tile-major panels
+  `(tiles, in, T)` (T = 8, 16 or 64 batch columns; 16x16 blocks transposed in registers) and
+  broadcasts each stored weight against one panel row (`_acc64` / `_acc16` / `_acc8`). Input
+  columns are walked in blocks whose panel rows fit in L2 (`cpu.spmm_block_cols`), each block
+  adding into a one-tile output buffer that is transposed into y, bias added, while still in L2
+  (at 90%, 4096x4096, batch 64 the blocked kernel took 2.5-2.8 ms against 3.2-3.4 ms for one pass
+  over a 1 MiB panel re-read from L3). `_split` says how threads share the work;
+- batch 1-2 kernels split output rows into equal contiguous ranges (`prange` over the thread count).
 
-Every kernel writes `yt`, the output transposed per tile: `yt[tile, row, 0:T]`.
 Only import this module after checking the CPU has AVX-512 (see `cpu.py`).
 """
 
@@ -128,7 +128,7 @@ def nm24_spmv(values, index, x, y, nthreads):
     """2:4 times a vector: 16 values per `vpermt2ps` over 32 columns; values (out, k), index (out, w).
 
     No software prefetch: the rows are long unit-stride streams, and the hardware prefetcher alone
-    was 1.1-1.25x faster than one `prefetcht0` per 4 lines or per line (4096x4096, 1 and 2 threads).
+    was 1.05-1.26x faster than one `prefetcht0` per 4 lines or per line (4096x4096, 1 and 2 threads).
     """
     out, k = values.shape
     full = k // 16

@@ -13,8 +13,8 @@ Why three: a user's `pip install` must work without a compiler, and an AVX-512 i
 CPU without it is a crash, not an exception. Force one with `SPARSETORCH_KERNELS=torch|numba|avx512`
 or `use_backend(...)` (tests compare them).
 
-Threads: `threads=None` uses `torch.get_num_threads()`; numba kernels split output rows into
-that many equal ranges.
+Threads: `threads=None` uses `torch.get_num_threads()`; numba kernels split output rows (or, for
+batches of at least one 8/16/64-row tile per thread, the batch) into that many equal ranges.
 """
 
 from __future__ import annotations

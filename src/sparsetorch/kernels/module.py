@@ -131,7 +131,7 @@ class SparseLinear(nn.Module):
         if torch.is_grad_enabled() and (values.requires_grad or x.requires_grad):
             y = _SparseLinearFn.apply(x, values, self)
             return y if self.bias is None else y + self.bias
-        if self.format_name == "dense":  # inference on a layer kept dense: exactly nn.Linear's cost
+        if self.format_name == "dense":  # a layer kept dense: F.linear + the check (~3 us over nn.Linear)
             cpu.check_input(self.fmt, x)
             return F.linear(x, self.weight, self.bias)
         return self.plan()(x, threads=self.threads, bias=self.bias)

@@ -368,6 +368,21 @@ _BASE24 = [4 * (i // 2) for i in range(16)]  # value j of a 32-column window sit
 _SHIFT24 = [2 * i for i in range(16)]
 
 
+def _offsets24(builder, word: ir.Value) -> ir.Value:
+    """<16 x i32>: lane j = `4 * (j // 2) + ((word >> 2j) & 3)`, value j's column in its 32-column window."""
+    w = (
+        builder.trunc(word, _I32)
+        if word.type.width > 32
+        else builder.zext(word, _I32)
+        if word.type.width < 32
+        else word
+    )
+    pos = builder.and_(
+        builder.lshr(_splat(builder, w, _I16V), ir.Constant(_I16V, _SHIFT24)), ir.Constant(_I16V, [3] * 16)
+    )
+    return builder.add(pos, ir.Constant(_I16V, _BASE24))
+
+
 @intrinsic
 def vpermt2_24(typingctx, x, xoff, word):
     """2:4 select with `vpermt2ps`: lane j = `x[xoff + 4 * (j // 2) + ((word >> 2j) & 3)]`.
@@ -383,11 +398,7 @@ def vpermt2_24(typingctx, x, xoff, word):
         vp = builder.bitcast(ptr, _V16.as_pointer())
         lo = builder.load(vp, align=4)
         hi = builder.load(builder.gep(vp, [ir.Constant(_I32, 1)]), align=4)
-        w = args[2]
-        w = builder.trunc(w, _I32) if w.type.width > 32 else builder.zext(w, _I32) if w.type.width < 32 else w
-        wv = _splat(builder, w, _I16V)
-        idx = builder.and_(builder.lshr(wv, ir.Constant(_I16V, _SHIFT24)), ir.Constant(_I16V, [3] * 16))
-        idx = builder.add(idx, ir.Constant(_I16V, _BASE24))
+        idx = _offsets24(builder, args[2])
         fn = _fn(builder, "llvm.x86.avx512.vpermi2var.ps.512", _V16, [_V16, _I16V, _V16])
         return builder.call(fn, [lo, idx, hi])
 
@@ -449,11 +460,7 @@ def vdecode24(typingctx, buf, off, base, word):
         ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
         b = context.cast(builder, args[2], sig.args[2], types.int32)
         bv = _splat(builder, b, _I16V)
-        w = args[3]
-        w = builder.trunc(w, _I32) if w.type.width > 32 else builder.zext(w, _I32) if w.type.width < 32 else w
-        wv = _splat(builder, w, _I16V)
-        pos = builder.and_(builder.lshr(wv, ir.Constant(_I16V, _SHIFT24)), ir.Constant(_I16V, [3] * 16))
-        cols = builder.add(builder.add(pos, ir.Constant(_I16V, _BASE24)), bv)
+        cols = builder.add(_offsets24(builder, args[3]), bv)
         builder.store(cols, builder.bitcast(ptr, _I16V.as_pointer()), align=4)
         return context.get_dummy_value()
 
