@@ -33,9 +33,7 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kernels import LoadMeter, flusher, make_cold, read_bandwidth
 from sparsetorch.activations.gather import GatherLinear, SparseFFN
 from sparsetorch.kernels import cpu
+from sparsetorch.kernels.timing import time_ms
 
 SHAPES = {"minilm": (384, 1536), "gpt2": (768, 3072), "llama7b": (4096, 11008)}
 SPARSITIES = (0.5, 0.8, 0.9, 0.95)
@@ -78,30 +77,15 @@ class Row:
         return self.dense_hot_ms / self.ours_hot_ms
 
 
-def bench(
-    fn: Callable, pre: Callable[[], None], *, budget_s: float, min_reps: int = 7, max_reps: int = 60
-) -> float:
-    """Median ms of `fn()` after 2 warm-ups, calling `pre()` (untimed) before each repetition."""
-    fn()
-    fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < budget_s):
-        pre()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
-
-
 def _time_pair(
     dense: Callable, ours: Callable, cold: Callable, budget: float
 ) -> tuple[float, float, float, float]:
-    dc = bench(dense, cold, budget_s=budget)
-    oc = bench(ours, cold, budget_s=budget)
-    dh = bench(dense, lambda: None, budget_s=budget)
-    oh = bench(ours, lambda: None, budget_s=budget)
-    dc2 = bench(dense, cold, budget_s=budget)  # dense again: drift check, the faster counts
+    timed = dict(budget_s=budget, min_reps=7, max_reps=60)
+    dc = time_ms(dense, evict=cold, **timed)
+    oc = time_ms(ours, evict=cold, **timed)
+    dh = time_ms(dense, **timed)
+    oh = time_ms(ours, **timed)
+    dc2 = time_ms(dense, evict=cold, **timed)  # dense again: drift check, the faster counts
     return min(dc, dc2), oc, dh, oh
 
 

@@ -6,7 +6,7 @@ all-MiniLM-L6-v2 (a BERT encoder, loaded offline with `sparsetorch.models.hf.loa
 Inputs: batch 1 (x 128 tokens for MiniLM) and batch 32. Each pruned model is compiled for the
 batch it is timed at (`sparsetorch.kernels.compile(batch=rows)`), so `auto` keeps a layer dense
 where no sparse format wins at that batch. All variants of one input are timed in interleaved
-rounds (`kernels.bench_interleaved`), so the machine's drift hits them alike. Foreign CPU load
+rounds (`sparsetorch.kernels.timing.time_interleaved`), so the machine's drift hits them alike. Foreign CPU load
 (from /proc/stat) is printed with every group of numbers.
 
 With `--deepsparse VENV`, DeepSparse 1.8.0 (end of life; `make deepsparse-venv`) also runs ONNX
@@ -37,9 +37,10 @@ sys.path.insert(0, os.path.dirname(__file__))
 import deepsparse_worker
 
 import sparsetorch as st
-from kernels import LoadMeter, bench_interleaved
+from kernels import LoadMeter
 from sparsetorch.kernels import compile as sparse_compile
 from sparsetorch.kernels import sparse_layers
+from sparsetorch.kernels.timing import time_interleaved
 from sparsetorch.masks import squash
 
 
@@ -77,8 +78,8 @@ def run_model(label, make, inputs, prune_cfgs, threads, budget, deepsparse=None)
                 out = model(*args)
                 outs[name] = out.last_hidden_state if hasattr(out, "last_hidden_state") else out
             with LoadMeter() as load:  # all variants in rounds: the machine's drift hits them alike
-                timed = bench_interleaved(
-                    {name: (lambda m=model, a=args: m(*a), None) for name, model in models.items()},
+                timed = time_interleaved(
+                    {name: (lambda m=model, a=args: m(*a)) for name, model in models.items()},
                     budget_s=budget,
                     max_reps=30,
                 )

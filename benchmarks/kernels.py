@@ -31,7 +31,6 @@ import functools
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -45,6 +44,7 @@ import torch.nn.functional as F
 
 from sparsetorch.kernels import cpu
 from sparsetorch.kernels import formats as fm
+from sparsetorch.kernels.timing import time_interleaved, time_ms
 from sparsetorch.patterns import NM, select
 
 SHAPES = ["4096x4096", "11008x4096", "1536x384", "384x1536"]
@@ -153,61 +153,11 @@ def make_cold(*tensors: torch.Tensor) -> Callable[[], None]:
     return cold
 
 
-def bench(
-    fn, *, cold: bool | Callable[[], None], budget_s: float = 0.4, min_reps: int = 5, max_reps: int = 40
-) -> float:
-    """Median ms of `fn()` after 2 warm-ups; with `cold` (True: a 64 MiB sweep, or an eviction
-    function from `make_cold`) the caches are cleared before each call."""
-    fn()
-    fn()
-    evict_fn = evict if cold is True else cold or None
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < budget_s):
-        if evict_fn is not None:
-            evict_fn()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
-
-
-def bench_interleaved(
-    fns: dict[str, tuple[Callable[[], object], Callable[[], None] | None]],
-    *,
-    budget_s: float = 0.4,
-    min_reps: int = 6,
-    max_reps: int = 40,
-    block: int = 3,
-) -> dict[str, float]:
-    """Median ms of each `fn`, timed in rounds of `block` consecutive calls per candidate (each after
-    its eviction function, if any), so that the machine's drift (up to 2x within a minute here) hits
-    all candidates alike. The first call of each block is not counted: it pays for the other
-    candidate's thread pool still spinning (torch's OpenMP and numba's each keep one; on 2 cores
-    a numba kernel right after a 2-thread `F.linear` ran up to 1.5x slower)."""
-    for fn, _ in fns.values():
-        fn()
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    start = time.perf_counter()
-    reps = 0
-    while reps < max_reps and (reps < min_reps or time.perf_counter() - start < budget_s * len(fns)):
-        for k, (fn, evict_fn) in fns.items():
-            for i in range(block):
-                if evict_fn is not None:
-                    evict_fn()
-                t0 = time.perf_counter()
-                fn()
-                if i:
-                    times[k].append(time.perf_counter() - t0)
-        reps += block - 1
-    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
-
-
 def read_bandwidth(threads: int) -> float:
     """GB/s of a 512 MiB torch sum with `threads` threads (best of 5)."""
     torch.set_num_threads(threads)
     a = torch.ones(128 * 1024 * 1024)
-    best = bench(a.sum, cold=False, min_reps=5, max_reps=5)
+    best = time_ms(a.sum, min_reps=5, max_reps=5)
     del a
     return 512 * 1024 * 1024 / (best * 1e-3) / 1e9
 
@@ -263,10 +213,11 @@ def run_group(shape: str, batch: int, sparsity: str, threads: int, bw: dict[int,
         pass
     evictors = {k: make_cold(*weights[k]) if cold else None for k in cands}
     with LoadMeter() as load:
-        timed = bench_interleaved(
+        timed = time_interleaved(
             {"dense": (lambda: F.linear(x, w), make_cold(w) if cold else None)}
             | {k: (fn, evictors[k]) for k, (fn, _) in cands.items()},
             budget_s=args.budget,
+            max_reps=40,
         )
     t_dense = timed.pop("dense")
     bound_bw = bw[threads] * 1e9

@@ -16,20 +16,6 @@ import deepsparse_worker
 import kernels as kbench
 
 
-def test_bench_interleaved_times_every_candidate_in_rounds_after_its_eviction():
-    calls: list[str] = []
-    fns = {
-        "a": (lambda: calls.append("a"), lambda: calls.append("evict a")),
-        "b": (lambda: calls.append("b"), None),
-    }
-    ms = kbench.bench_interleaved(fns, budget_s=0.0, min_reps=4, max_reps=4, block=2)
-    assert set(ms) == {"a", "b"} and all(v >= 0 for v in ms.values())
-    timed = calls[2:]  # after one warm-up call each
-    assert timed[:6] == ["evict a", "a", "evict a", "a", "b", "b"]  # a block of 2 each, in turn
-    # 4 rounds (max_reps 4, one counted call per block of 2) x 2 calls each
-    assert timed.count("a") == timed.count("b") == timed.count("evict a") == 8
-
-
 def test_deepsparse_matmul_model_computes_x_times_w_transposed(tmp_path):
     from onnx.reference import ReferenceEvaluator
 

@@ -114,6 +114,18 @@ def test_wrong_dtype_raises():
         model(X.double())
 
 
+@pytest.mark.parametrize("grad", [False, True])
+def test_layer_kept_dense_gives_the_clear_errors(grad):
+    """A kept-dense layer runs plain `F.linear` and checks its input only when that fails."""
+    model = compile(_pruned(), formats="dense")
+    with torch.set_grad_enabled(grad):
+        with pytest.raises(TypeError, match="compute in float32"):
+            model(X.double())
+        with pytest.raises(ValueError, match="features, the layer expects 48"):
+            model(X[:, :-1])
+        torch.testing.assert_close(model(X), compile(_pruned(), formats="csr")(X))
+
+
 def test_autotune_cache_written_and_reused(monkeypatch):
     calls = []
     real = autotune.measure
@@ -124,7 +136,7 @@ def test_autotune_cache_written_and_reused(monkeypatch):
 
     monkeypatch.setattr(autotune, "measure", counting)
     compile(_pruned(), batch=(1, 64))
-    assert len(calls) == 4  # 2 layers x 2 regimes
+    assert len(calls) == 4  # 2 layers x 2 batch sizes
     data = json.loads(autotune.cache_path().read_text())
     assert len(data["entries"]) == 4
     assert all("dense" in e and "bitmask" in e and "csr" in e for e in data["entries"].values())
@@ -155,8 +167,24 @@ def test_autotune_keeps_dense_when_sparse_loses(monkeypatch):
     assert all(m.format_name == "csr" for m in sparse_layers(model).values())
 
 
+def test_autotune_times_each_batch_size_as_given(monkeypatch):
+    """compile(batch=32) times the layers at 32 rows (a 17+ regime was once timed at 64)."""
+    sizes = []
+
+    def fake(weight, built, batch, threads):
+        sizes.append(batch)
+        return {"dense": 1.0, **{c.label: 2.0 for c, _ in built if c.fmt != "dense"}}
+
+    monkeypatch.setattr(autotune, "measure", fake)
+    model = compile(_pruned(), batch=32, use_cache=False)
+    assert sizes == [32, 32]  # 2 layers
+    assert all(set(m.autotune.ms) == {32} for m in sparse_layers(model).values())
+    assert autotune.key((8, 16), 32, 0.9, "unstructured", 2, "avx512").split("|")[1] == "b32"
+    with pytest.raises(ValueError, match="batch sizes must be >= 1"):
+        compile(_pruned(), batch=0, use_cache=False)
+
+
 def test_autotune_keys():
-    assert autotune.regime(1) == "b1" and autotune.regime(8) == "b8" and autotune.regime(128) == "b64"
     assert autotune.sparsity_bucket(0.9) == "90" and autotune.sparsity_bucket(0.874) == "85"
     assert autotune.sparsity_bucket(0.955) == "95"
 

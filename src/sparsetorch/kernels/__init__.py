@@ -11,7 +11,8 @@ Linear in the most compact format that its mask allows and multiplies with numba
     >>> sparsetorch.kernels.decompile(model)          # the masked model again
 
 See `formats` (bitmask, CSR, N:M, block), `cpu` (the products, backends), `module`
-(`SparseLinear` and the training fallback), `autotune` (the cached measurements) and `cuda`.
+(`SparseLinear` and the training fallback), `autotune` (the cached measurements), `timing`
+(interleaved wall-clock timing) and `cuda`.
 """
 
 from sparsetorch.kernels.compile import (

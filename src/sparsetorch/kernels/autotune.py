@@ -1,13 +1,15 @@
 """Measured per-layer format choice, cached on disk.
 
-Why measure: which format wins depends on the layer shape, the batch regime, the sparsity, the
+Why measure: which format wins depends on the layer shape, the batch size, the sparsity, the
 CPU and the thread count, and the differences are large (a format can be 8x faster than dense at
 batch 1 and 2x slower at batch 64). So `compile` times each candidate format against dense
 `F.linear` on the layer itself, and keeps dense when no candidate wins.
 
-Results are cached as JSON in `sparsetorch.data.cache_dir() / "autotune" / "<cpu>.json"`, one
-entry per key `shape | batch regime | sparsity bucket | pattern | threads | backend | version`,
-so the same layer shape is measured once per machine. A corrupt cache file is ignored (and
+Each candidate is timed at every batch size the model will run at (rows of the 2-D input), not
+at a stand-in for its range: LeNet's layers at 32 rows had been timed at 64. Results are cached as
+JSON in `sparsetorch.data.cache_dir() / "autotune" / "<cpu>.json"`, one entry per key
+`shape | batch rows | sparsity bucket | pattern | threads | backend | version`, so the same layer
+shape is measured once per machine. A corrupt cache file is ignored (and
 rewritten), never an error.
 """
 
@@ -16,8 +18,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import statistics
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +29,10 @@ from torch import Tensor
 from sparsetorch._io import atomic_path
 from sparsetorch.kernels import cpu
 from sparsetorch.kernels.formats import Format, build
+from sparsetorch.kernels.timing import time_interleaved
 
-KERNEL_VERSION = "2"  # bump when kernels change enough to invalidate measurements
-MARGIN = 1.05  # a sparse format must beat dense by 5 % in every regime (timing noise)
+KERNEL_VERSION = "3"  # bump when kernels or the way they are timed change enough to invalidate measurements
+MARGIN = 1.05  # a sparse format must beat dense by 5 % at every batch size (timing noise)
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,6 @@ class Candidate:
 DENSE = Candidate("dense")
 
 
-def regime(batch: int) -> str:
-    """Batch regime of a batch size: `b1` (1-2 rows), `b8` (3-16) or `b64` (17 and more)."""
-    return "b1" if batch <= cpu.SPMV_MAX_BATCH else "b8" if batch <= 16 else "b64"
-
-
-REGIME_BATCH = {"b1": 1, "b8": 8, "b64": 64}
-
-
 def sparsity_bucket(sparsity: float) -> str:
     """5 % buckets below 90 % sparsity, 1 % buckets above (where speed changes fast)."""
     pct = 100 * sparsity
@@ -81,8 +74,8 @@ def cache_path() -> Path:
     return cache_dir() / "autotune" / f"{slug}.json"
 
 
-def key(shape: tuple[int, int], reg: str, sparsity: float, pattern: str, threads: int, backend: str) -> str:
-    return f"{shape[0]}x{shape[1]}|{reg}|s{sparsity_bucket(sparsity)}|{pattern}|t{threads}|{backend}|v{KERNEL_VERSION}"
+def key(shape: tuple[int, int], batch: int, sparsity: float, pattern: str, threads: int, backend: str) -> str:
+    return f"{shape[0]}x{shape[1]}|b{batch}|s{sparsity_bucket(sparsity)}|{pattern}|t{threads}|{backend}|v{KERNEL_VERSION}"
 
 
 def _read(path: Path) -> dict:
@@ -98,49 +91,38 @@ def _write(path: Path, data: dict) -> None:
         json.dump(data, f, indent=1, sort_keys=True)
 
 
-def time_ms(fn, *, min_reps: int = 5, max_reps: int = 25, budget_s: float = 0.25) -> float:
-    """Median wall time of `fn()` in ms, after 2 warm-up calls (which also compile kernels)."""
-    fn()
-    fn()
-    times: list[float] = []
-    start = time.perf_counter()
-    while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < budget_s):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times)
-
-
 @dataclass(frozen=True)
 class Choice:
     """The outcome for one layer: the chosen candidate and the timings behind it."""
 
     candidate: Candidate
-    ms: dict[str, dict[str, float]] = field(default_factory=dict)  # regime -> label -> ms
+    ms: dict[int, dict[str, float]] = field(default_factory=dict)  # batch rows -> label -> ms
     cached: bool = False
 
-    def speedup(self, reg: str) -> float | None:
-        t = self.ms.get(reg, {})
+    def speedup(self, batch: int) -> float | None:
+        t = self.ms.get(batch, {})
         return t["dense"] / t[self.candidate.label] if "dense" in t and self.candidate.label in t else None
 
 
 def measure(
     weight: Tensor, candidates: Sequence[tuple[Candidate, Format]], batch: int, threads: int
 ) -> dict[str, float]:
-    """ms per call of dense `F.linear` and of each built candidate, at one batch size."""
+    """ms per call of dense `F.linear` and of each built candidate, at one batch size, timed in
+    interleaved rounds (`timing.time_interleaved`): timed one after the other, the first (dense)
+    paid the process's warm-up and the machine's drift decided close calls."""
     x = torch.randn(batch, weight.shape[1], generator=torch.Generator().manual_seed(0))
+    fns = {"dense": lambda: F.linear(x, weight)}
+    for cand, fmt in candidates:
+        if cand.fmt != "dense":
+            plan = cpu.Plan(fmt, cpu.backend())  # built once, as `SparseLinear` keeps it
+            fns[cand.label] = lambda plan=plan: plan(x, threads=threads)
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with torch.no_grad():
-            out = {"dense": time_ms(lambda: F.linear(x, weight))}
-            for cand, fmt in candidates:
-                if cand.fmt != "dense":
-                    plan = cpu.Plan(fmt, cpu.backend())  # built once, as `SparseLinear` keeps it
-                    out[cand.label] = time_ms(lambda plan=plan: plan(x, threads=threads))
+            return time_interleaved(fns)
     finally:
         torch.set_num_threads(old)
-    return out
 
 
 def choose(
@@ -154,28 +136,30 @@ def choose(
     use_cache: bool = True,
 ) -> Choice:
     """Pick the candidate with the best geometric-mean speedup over `batches` that beats dense by
-    `MARGIN` in every regime; dense if none does. Measurements are cached per regime."""
+    `MARGIN` at every one of them; dense if none does. Measurements are cached per batch size."""
     threads = threads or torch.get_num_threads()
     backend = cpu.backend()
     shape = (int(weight.shape[0]), int(weight.shape[1]))
     sparsity = 1.0 - float(mask.float().mean()) if mask.numel() else 0.0
-    regimes = sorted({regime(b) for b in batches})
+    sizes = sorted({int(b) for b in batches})
+    if not sizes or sizes[0] < 1:
+        raise ValueError(f"batch sizes must be >= 1, got {list(batches)}")
     path = cache_path()
     data = _read(path) if use_cache else {"entries": {}}
     dense_weight = torch.where(mask, weight, 0.0).contiguous()
     built: list[tuple[Candidate, Format]] | None = None
-    ms: dict[str, dict[str, float]] = {}
+    ms: dict[int, dict[str, float]] = {}
     cached = True
-    for reg in regimes:
-        k = key(shape, reg, sparsity, pattern, threads, backend)
+    for size in sizes:
+        k = key(shape, size, sparsity, pattern, threads, backend)
         entry = data["entries"].get(k)
         if entry is None or not all(c.label in entry for c in candidates if c.fmt != "dense"):
             cached = False
             if built is None:
                 built = [(c, c.build(weight, mask)) for c in candidates]
-            entry = {**(entry or {}), **measure(dense_weight, built, REGIME_BATCH[reg], threads)}
+            entry = {**(entry or {}), **measure(dense_weight, built, size, threads)}
             data["entries"][k] = entry
-        ms[reg] = {label: float(v) for label, v in entry.items()}
+        ms[size] = {label: float(v) for label, v in entry.items()}
     if use_cache and not cached:
         _write(path, data)
 
@@ -183,7 +167,7 @@ def choose(
     for cand in candidates:
         if cand.fmt == "dense":
             continue
-        ratios = [ms[r]["dense"] / ms[r][cand.label] for r in regimes]
+        ratios = [ms[b]["dense"] / ms[b][cand.label] for b in sizes]
         if min(ratios) < MARGIN:
             continue
         score = math.exp(sum(math.log(x) for x in ratios) / len(ratios))

@@ -7,7 +7,7 @@ Per layer, `formats="auto"` builds the candidate formats that fit the mask (bitm
 always; N:M under an N:M pattern; block under a block pattern whose mask really is blocked),
 measures them against dense `F.linear` (`autotune.choose`, cached on disk), and keeps the layer
 dense (still as a `SparseLinear` of format `dense`, which runs `F.linear` and remembers its
-mask) when no format beats dense in every requested batch regime. Masked Conv layers are left as
+mask) when no format beats dense at every requested batch size. Masked Conv layers are left as
 they are (their masks still apply).
 
 Compact checkpoints (`save_compiled` / `load_compiled`) are safetensors files holding the
@@ -130,7 +130,7 @@ def compile(
             `"csr"`, `"2:4"`, `"block4x16"`, `"dense"`, ...), or `{fqn glob: format}`.
         threads: kernel threads (None: `torch.get_num_threads()` at each call).
         batch: the batch sizes (rows of the 2-D input) the model will run at; `"auto"` keeps a
-            sparse format only if it beats dense in every one of their regimes. Default (1, 64)
+            sparse format only if it beats dense at every one of them. Default (1, 64)
             on the CPU; on CUDA the largest given (default 4096) is timed.
         use_cache: read and write the autotune cache (`autotune.cache_path()`).
 

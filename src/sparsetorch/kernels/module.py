@@ -131,9 +131,12 @@ class SparseLinear(nn.Module):
         if torch.is_grad_enabled() and (values.requires_grad or x.requires_grad):
             y = _SparseLinearFn.apply(x, values, self)
             return y if self.bias is None else y + self.bias
-        if self.format_name == "dense":  # a layer kept dense: F.linear + the check (~3 us over nn.Linear)
-            cpu.check_input(self.fmt, x)
-            return F.linear(x, self.weight, self.bias)
+        if self.format_name == "dense":  # a layer kept dense: F.linear, checked only when it fails
+            try:
+                return F.linear(x, self.weight, self.bias)
+            except (RuntimeError, TypeError):
+                cpu.check_input(self.fmt, x)  # our clearer message, where we have one
+                raise
         return self.plan()(x, threads=self.threads, bias=self.bias)
 
     def extra_repr(self) -> str:
