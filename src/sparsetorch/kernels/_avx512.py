@@ -54,8 +54,8 @@ PF_BITS = 512  # prefetch distance in the bitmask stream (uint16 chunks, 1 KiB a
 
 
 @njit(parallel=True, **_OPTS)
-def bitmask_spmv(bits, values, row_ptr, x, y, nthreads):
-    """y[r] = sum over kept (r, c) of w * x[c]; bits (out * chunks,) uint16, x padded to 16 * chunks."""
+def bitmask_spmv(bits, values, row_ptr, x, bias, y, nthreads):
+    """y[r] = bias[r] + sum over kept (r, c) of w * x[c]; bits (out * chunks,) uint16, x padded to 16 * chunks."""
     out = y.shape[0]
     chunks = bits.shape[0] // max(out, 1)
     for t in prange(nthreads):
@@ -90,11 +90,11 @@ def bitmask_spmv(bits, values, row_ptr, x, y, nthreads):
                 a0 = vfma(vexpand(values, off, m0), vload(x, 16 * c), a0)
                 off += popcount(m0)
                 c += 1
-            y[r] = vhsum(vadd(vadd(a0, a1), vadd(a2, a3)))
+            y[r] = vhsum(vadd(vadd(a0, a1), vadd(a2, a3))) + bias[r]
 
 
 @njit(parallel=True, **_OPTS)
-def csr_spmv(cols, values, row_ptr, x, y, nthreads):
+def csr_spmv(cols, values, row_ptr, x, bias, y, nthreads):
     """CSR (uint16 or int32 columns) times a vector: one `vgatherdps` per 16 stored values."""
     out = y.shape[0]
     for t in prange(nthreads):
@@ -120,11 +120,11 @@ def csr_spmv(cols, values, row_ptr, x, y, nthreads):
             while j < end:  # tail: fewer than 16 values
                 s += values[j] * x[np.int64(cols[j])]
                 j += 1
-            y[r] = s
+            y[r] = s + bias[r]
 
 
 @njit(parallel=True, **_OPTS)
-def nm24_spmv(values, index, x, y, nthreads):
+def nm24_spmv(values, index, x, bias, y, nthreads):
     """2:4 times a vector: 16 values per `vpermt2ps` over 32 columns; values (out, k), index (out, w).
 
     No software prefetch: the rows are long unit-stride streams, and the hardware prefetcher alone
@@ -157,7 +157,7 @@ def nm24_spmv(values, index, x, y, nthreads):
                 w = np.int64(irow[j // 16])
                 pos = (w >> (2 * (j % 16))) & 3
                 s += vrow[j] * x[(j // 2) * 4 + pos]
-            y[r] = s
+            y[r] = s + bias[r]
 
 
 # --- batch > 1: panels, column blocks ---------------------------------------------------------------

@@ -18,7 +18,7 @@ _OPTS = {"fastmath": True, "cache": True, "nogil": True, "error_model": "numpy",
 
 
 @njit(parallel=True, **_OPTS)
-def bitmask_spmv(bits, values, row_ptr, x, y, nthreads):
+def bitmask_spmv(bits, values, row_ptr, x, bias, y, nthreads):
     out = y.shape[0]
     chunks = bits.shape[0] // max(out, 1)
     for t in prange(nthreads):
@@ -31,18 +31,18 @@ def bitmask_spmv(bits, values, row_ptr, x, y, nthreads):
                     s += values[off] * x[16 * c + ctz(m)]
                     off += 1
                     m &= m - np.uint32(1)
-            y[r] = s
+            y[r] = s + bias[r]
 
 
 @njit(parallel=True, **_OPTS)
-def csr_spmv(cols, values, row_ptr, x, y, nthreads):
+def csr_spmv(cols, values, row_ptr, x, bias, y, nthreads):
     out = y.shape[0]
     for t in prange(nthreads):
         for r in range(t * out // nthreads, (t + 1) * out // nthreads):
             s = np.float32(0.0)
             for j in range(row_ptr[r], row_ptr[r + 1]):
                 s += values[j] * x[np.int64(cols[j])]
-            y[r] = s
+            y[r] = s + bias[r]
 
 
 @njit(inline="always", **_OPTS)
@@ -52,7 +52,7 @@ def _nm_col(irow, j, n, m, bits, per):
 
 
 @njit(parallel=True, **_OPTS)
-def nm_spmv(values, index, n, m, bits, x, y, nthreads):
+def nm_spmv(values, index, n, m, bits, x, bias, y, nthreads):
     out, k = values.shape
     per = 32 // bits
     for t in prange(nthreads):
@@ -61,11 +61,11 @@ def nm_spmv(values, index, n, m, bits, x, y, nthreads):
             irow = index[r]
             for j in range(k):
                 s += values[r, j] * x[_nm_col(irow, j, n, m, bits, per)]
-            y[r] = s
+            y[r] = s + bias[r]
 
 
 @njit(parallel=True, **_OPTS)
-def block_spmv(values, block_cols, row_ptr, x, y, nthreads):
+def block_spmv(values, block_cols, row_ptr, x, bias, y, nthreads):
     _, bh, bw = values.shape
     rows = row_ptr.shape[0] - 1
     for t in prange(nthreads):
@@ -80,7 +80,7 @@ def block_spmv(values, block_cols, row_ptr, x, y, nthreads):
                         s += values[b, i, jj] * x[c0 + jj]
                     acc[i] += s
             for i in range(bh):
-                y[br * bh + i] = acc[i]
+                y[br * bh + i] = acc[i] + bias[br * bh + i]
 
 
 @njit(inline="always", **_OPTS)

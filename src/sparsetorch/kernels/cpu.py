@@ -174,6 +174,7 @@ class Plan:
             return
         self.avx = backend_name == "avx512" and not isinstance(fmt, BlockSparse)
         self._bptr: dict[int, np.ndarray] = {}
+        self._fns: dict[tuple[str, bool], object] = {}
         self._zero_bias = np.zeros(self.out, dtype=np.float32)
         self.work = fmt.values.numel() if isinstance(fmt, NMPacked | BlockSparse) else int(fmt.row_ptr[-1])
         if isinstance(fmt, Bitmask):
@@ -215,25 +216,34 @@ class Plan:
             y = self._numba(x2.contiguous(), threads, bias)
         return y if flat else y.reshape(*x.shape[:-1], self.out)
 
+    def _kernel(self, name: str, serial: bool):
+        """Kernel `name`, serial or parallel, resolved once per plan (a lookup by name took ~1 us)."""
+        fn = self._fns.get((name, serial))
+        if fn is None:
+            fn = self._fns[name, serial] = getattr(_kernels(self.avx, serial), name)
+        return fn
+
     def _numba(self, x2: Tensor, threads: int | None, bias: Tensor | None) -> Tensor:
         b = x2.shape[0]
         nt = _threads(threads)
         # The serial variants skip the thread-pool launch (~2.5 us) but compile to slower loops
         # (1536x384 bitmask SpMV: 70 vs 48 us; SpMM: 12% slower), so only tiny products use them.
         serial = self.work * b < PARALLEL_MIN_WORK
-        kern = _kernels(self.avx, serial)
-        if b <= SPMV_MAX_BATCH:
-            y = self._spmv(kern, x2, 1 if serial else nt)
-        elif self.avx:
-            return self._avx_spmm(kern, x2, 1 if serial else nt, bias)
-        else:
+        if serial:
+            nt = 1
+        if b > SPMV_MAX_BATCH and not self.avx:
             xt = x2.t().contiguous()  # (in, B)
             yt = torch.empty(self.out, b, dtype=torch.float32)
-            getattr(kern, f"{self.name}_spmm")(*self.args, xt.numpy(), yt.numpy(), 1 if serial else nt)
+            self._kernel(f"{self.name}_spmm", serial)(*self.args, xt.numpy(), yt.numpy(), nt)
             y = yt.t().contiguous()
-        return y if bias is None else y.add_(bias)
+            return y if bias is None else y.add_(bias)
+        bias_np = self._zero_bias if bias is None else bias.detach().contiguous().numpy()
+        if b <= SPMV_MAX_BATCH:
+            return self._spmv(x2, nt, serial, bias_np)
+        return self._avx_spmm(x2, nt, serial, bias_np)
 
-    def _spmv(self, kern, x2: Tensor, nt: int) -> Tensor:
+    def _spmv(self, x2: Tensor, nt: int, serial: bool, bias: np.ndarray) -> Tensor:
+        """One SpMV per row, bias added in the kernel."""
         b = x2.shape[0]
         y = torch.empty(b, self.out, dtype=torch.float32)
         yn = y.numpy()
@@ -242,13 +252,13 @@ class Plan:
             xpad[:, : self.inp] = x2
             x2 = xpad
         xs = x2.numpy()
-        fn = getattr(kern, self._spmv_name)
+        fn = self._kernel(self._spmv_name, serial)
         args = self._spmv_args
         for i in range(b):
-            fn(*args, xs[i], yn[i], nt)
+            fn(*args, xs[i], bias, yn[i], nt)
         return y
 
-    def _avx_spmm(self, kern, x2: Tensor, nt: int, bias: Tensor | None) -> Tensor:
+    def _avx_spmm(self, x2: Tensor, nt: int, serial: bool, bias: np.ndarray) -> Tensor:
         b, inp = x2.shape
         tw = panel_width(b)
         tiles = -(-b // tw)
@@ -258,19 +268,14 @@ class Plan:
         xp = np.empty((1 if by_tiles else nt, tiles, inp, tw), dtype=np.float32)
         yt = np.empty((nt if by_tiles else 1, self.out, tw), dtype=np.float32)
         y = torch.empty(b, self.out, dtype=torch.float32)
-        io = (
-            x2.numpy(),
-            xp,
-            yt,
-            self._zero_bias if bias is None else bias.detach().contiguous().numpy(),
-            y.numpy(),
-            nt,
-        )
+        io = (x2.numpy(), xp, yt, bias, y.numpy(), nt)
         cb = spmm_block_cols(tw, self.fmt)
         if self.name in ("nm", "nm24"):
-            kern.nm_spmm(*self.args, cb, *io)
+            self._kernel("nm_spmm", serial)(*self.args, cb, *io)
         else:
-            getattr(kern, f"{self.name}_spmm")(self.args[0], self.args[1], self._block_ptr(cb), cb, *io)
+            self._kernel(f"{self.name}_spmm", serial)(
+                self.args[0], self.args[1], self._block_ptr(cb), cb, *io
+            )
         return y
 
     def _block_ptr(self, cb: int) -> np.ndarray:
