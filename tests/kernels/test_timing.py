@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 
 from sparsetorch.kernels import timing
-from sparsetorch.kernels.timing import time_interleaved, time_ms
+from sparsetorch.kernels.timing import time_alternating, time_interleaved, time_ms
 
 
 def test_time_interleaved_times_every_candidate_in_rounds_after_its_eviction():
@@ -51,3 +51,25 @@ def test_time_ms_evicts_before_each_timed_call_only():
     calls: list[str] = []
     time_ms(lambda: calls.append("f"), evict=lambda: calls.append("e"), min_reps=3, max_reps=3, budget_s=0.0)
     assert calls == ["f", "f", "e", "f", "e", "f", "e", "f"]  # 2 warm-ups, then evict + call
+
+
+def test_time_alternating_runs_each_candidate_right_after_the_base_and_counts_every_call(monkeypatch):
+    clock = [0.0]
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    calls: list[str] = []
+    cost = {"dense": 0.004, "a": 0.001, "b": 0.002}
+
+    def make(k):
+        def fn():
+            calls.append(k)
+            clock[0] += cost[k] * (3 if k != "dense" and calls[-2:-1] == ["dense"] else 1)
+
+        return fn
+
+    ms = time_alternating({k: make(k) for k in cost}, base="dense", budget_s=0.0, min_reps=3, max_reps=3)
+    assert calls[:3] == ["dense", "a", "b"]  # warm-ups
+    assert calls[3:] == ["dense", "a", "dense", "b"] * 3
+    # every candidate call followed dense, so each paid the (fake) 3x switch; no call was dropped
+    assert ms == {"dense": pytest.approx(4.0), "a": pytest.approx(3.0), "b": pytest.approx(6.0)}
+    with pytest.raises(ValueError, match="base 'c' is not among"):
+        time_alternating({"a": lambda: None}, base="c")

@@ -29,7 +29,7 @@ from torch import Tensor
 from sparsetorch._io import atomic_path
 from sparsetorch.kernels import cpu
 from sparsetorch.kernels.formats import Format, build
-from sparsetorch.kernels.timing import time_interleaved
+from sparsetorch.kernels.timing import time_alternating
 
 KERNEL_VERSION = "3"  # bump when kernels or the way they are timed change enough to invalidate measurements
 MARGIN = 1.05  # a sparse format must beat dense by 5 % at every batch size (timing noise)
@@ -107,9 +107,11 @@ class Choice:
 def measure(
     weight: Tensor, candidates: Sequence[tuple[Candidate, Format]], batch: int, threads: int
 ) -> dict[str, float]:
-    """ms per call of dense `F.linear` and of each built candidate, at one batch size, timed in
-    interleaved rounds (`timing.time_interleaved`): timed one after the other, the first (dense)
-    paid the process's warm-up and the machine's drift decided close calls."""
+    """ms per call of dense `F.linear` and of each built candidate, at one batch size, each
+    candidate called right after dense, every call counted (`timing.time_alternating`): as in a
+    model, where a sparse layer pays for switching from torch's threads to numba's. Timed one after
+    the other, as before, the first (dense) paid the process's warm-up and the machine's drift
+    decided close calls."""
     x = torch.randn(batch, weight.shape[1], generator=torch.Generator().manual_seed(0))
     fns = {"dense": lambda: F.linear(x, weight)}
     for cand, fmt in candidates:
@@ -120,7 +122,7 @@ def measure(
     torch.set_num_threads(threads)
     try:
         with torch.no_grad():
-            return time_interleaved(fns)
+            return time_alternating(fns, base="dense")
     finally:
         torch.set_num_threads(old)
 
