@@ -53,7 +53,9 @@ def test_time_ms_evicts_before_each_timed_call_only():
     assert calls == ["f", "f", "e", "f", "e", "f", "e", "f"]  # 2 warm-ups, then evict + call
 
 
-def test_time_alternating_runs_each_candidate_right_after_the_base_and_counts_every_call(monkeypatch):
+def test_time_alternating_charges_a_candidate_for_its_switches_in_and_out(monkeypatch):
+    """On a fake clock: a candidate right after dense costs 3x its own time, and dense right after
+    a candidate costs 1 ms more; a candidate's result is what it adds to a model."""
     clock = [0.0]
     monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
     calls: list[str] = []
@@ -61,15 +63,19 @@ def test_time_alternating_runs_each_candidate_right_after_the_base_and_counts_ev
 
     def make(k):
         def fn():
+            prev = calls[-1] if calls else None
             calls.append(k)
-            clock[0] += cost[k] * (3 if k != "dense" and calls[-2:-1] == ["dense"] else 1)
+            if k == "dense":
+                clock[0] += cost[k] + (0.001 if prev in ("a", "b") else 0.0)
+            else:
+                clock[0] += cost[k] * (3 if prev == "dense" else 1)
 
         return fn
 
     ms = time_alternating({k: make(k) for k in cost}, base="dense", budget_s=0.0, min_reps=3, max_reps=3)
     assert calls[:3] == ["dense", "a", "b"]  # warm-ups
-    assert calls[3:] == ["dense", "a", "dense", "b"] * 3
-    # every candidate call followed dense, so each paid the (fake) 3x switch; no call was dropped
-    assert ms == {"dense": pytest.approx(4.0), "a": pytest.approx(3.0), "b": pytest.approx(6.0)}
+    assert calls[3:] == ["dense", "dense", "a", "dense", "b", "dense"] * 3
+    # dense after itself: 4 ms; a: 3 ms after dense + 1 ms added to the next dense; b: 6 + 1
+    assert ms == {"dense": pytest.approx(4.0), "a": pytest.approx(4.0), "b": pytest.approx(7.0)}
     with pytest.raises(ValueError, match="base 'c' is not among"):
         time_alternating({"a": lambda: None}, base="c")

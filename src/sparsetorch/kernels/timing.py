@@ -4,12 +4,12 @@ Why interleave: on the 2-core project machine the same product ran up to 3x slow
 so timing dense and sparse one after the other compares two machine states, not two kernels. A
 process's first measurement is also slower (thread pools start, caches fill): in `autotune`,
 dense was timed first and took 27 us against 19 us in later runs of the same 300x784 layer, which
-made a sparse format look 1.45x faster where it was 1.05x. `time_interleaved` runs every candidate
+made a sparse format look 1.45x faster where it was 1.02x. `time_interleaved` runs every candidate
 in rounds, so drift and warm-up hit all of them alike, and drops the first call of each block: it
-times a kernel by itself. `time_alternating` counts every call of a candidate made right after
-the baseline, as in a model, where each sparse layer follows torch ops: a numba kernel started
-while torch's OpenMP threads still spin (and the next torch op while numba's do) pays for it.
-LeNet's 784->300 2:4 layer at batch 1 was 1.20x faster than dense by itself, 1.07x alternating.
+times a kernel by itself. `time_alternating` times what a layer costs a model, where torch ops run
+before and after it: a numba kernel started while torch's OpenMP threads still spin pays for it,
+and so does the torch op started next, while numba's spin. LeNet's 784->300 2:4 layer at batch 1
+was 1.22x faster than dense by itself and 0.92x by `time_alternating` (in-model cost).
 """
 
 from __future__ import annotations
@@ -89,25 +89,39 @@ def time_alternating(
     min_reps: int = 6,
     max_reps: int = 24,
 ) -> dict[str, float]:
-    """Median ms of each function, called in rounds `base, a, base, b, ...`, every call counted.
+    """What each function costs a model in which torch ops run before and after it, in ms.
 
-    Each candidate runs right after `base` (and `base` right after a candidate), the way a sparse
-    layer runs between torch ops in a model, so each pays the switch between thread pools that
-    `time_interleaved` leaves out. `base` is timed after every candidate; `budget_s` is per function.
+    Rounds call `base, base, a, base, b, base, ...`, every call counted. `base` is timed after
+    itself (as in a dense model). A candidate is timed right after `base`, plus what it adds to the
+    `base` call that follows it: median(a after base) + median(base after a) - median(base after
+    base). So a numba kernel is charged for starting while torch's OpenMP threads still spin and
+    for the torch op that then starts while numba's do; `time_interleaved` leaves both out.
+    `budget_s` is per function.
     """
     if base not in fns:
         raise ValueError(f"base {base!r} is not among the functions {sorted(fns)}")
     others = [k for k in fns if k != base]
     for fn in fns.values():
         fn()  # warm-up: compiles kernels, builds plans
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    order = [k for other in others for k in (base, other)] or [base]
+    own: dict[str, list[float]] = {k: [] for k in fns}  # base: after itself; others: after base
+    after: dict[str, list[float]] = {k: [] for k in others}  # base after each candidate
+
+    def timed(k: str) -> float:
+        t0 = time.perf_counter()
+        fns[k]()
+        return time.perf_counter() - t0
+
     start = time.perf_counter()
     reps = 0
     while reps < max_reps and (reps < min_reps or time.perf_counter() - start < budget_s * len(fns)):
-        for k in order:
-            t0 = time.perf_counter()
-            fns[k]()
-            times[k].append(time.perf_counter() - t0)
+        timed(base)
+        own[base].append(timed(base))
+        for k in others:
+            own[k].append(timed(k))
+            after[k].append(timed(base))
         reps += 1
-    return {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    med = {k: statistics.median(v) for k, v in own.items()}
+    out = {base: 1e3 * med[base]}
+    for k in others:
+        out[k] = 1e3 * (med[k] + statistics.median(after[k]) - med[base])
+    return out
