@@ -107,11 +107,10 @@ class Choice:
 def measure(
     weight: Tensor, candidates: Sequence[tuple[Candidate, Format]], batch: int, threads: int
 ) -> dict[str, float]:
-    """ms per call of dense `F.linear` and of each built candidate, at one batch size, each
-    candidate called right after dense, every call counted (`timing.time_alternating`): as in a
-    model, where a sparse layer pays for switching from torch's threads to numba's. Timed one after
-    the other, as before, the first (dense) paid the process's warm-up and the machine's drift
-    decided close calls."""
+    """ms per call of dense `F.linear` and of each built candidate at one batch size, as each costs
+    a model with torch ops before and after the layer (`timing.time_alternating`): a candidate is
+    charged for switching from torch's threads to numba's and for the torch op after it. (Timed one
+    after the other, dense, first, paid the process's warm-up.)"""
     x = torch.randn(batch, weight.shape[1], generator=torch.Generator().manual_seed(0))
     fns = {"dense": lambda: F.linear(x, weight)}
     for cand, fmt in candidates:

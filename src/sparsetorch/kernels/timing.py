@@ -21,6 +21,17 @@ from collections.abc import Callable, Mapping
 Fn = Callable[[], object]
 
 
+def _seconds(fn: Fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _more(reps: int, start: float, *, min_reps: int, max_reps: int, budget_s: float) -> bool:
+    """Another round: below `max_reps`, and below `min_reps` or within the budget."""
+    return reps < max_reps and (reps < min_reps or time.perf_counter() - start < budget_s)
+
+
 def time_ms(
     fn: Fn,
     *,
@@ -35,12 +46,10 @@ def time_ms(
     fn()
     times: list[float] = []
     start = time.perf_counter()
-    while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < budget_s):
+    while _more(len(times), start, min_reps=min_reps, max_reps=max_reps, budget_s=budget_s):
         if evict is not None:
             evict()
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
+        times.append(_seconds(fn))
     return 1e3 * statistics.median(times)
 
 
@@ -68,15 +77,14 @@ def time_interleaved(
     times: dict[str, list[float]] = {k: [] for k in pairs}
     start = time.perf_counter()
     reps = 0
-    while reps < max_reps and (reps < min_reps or time.perf_counter() - start < budget_s * len(pairs)):
+    while _more(reps, start, min_reps=min_reps, max_reps=max_reps, budget_s=budget_s * len(pairs)):
         for k, (fn, evict) in pairs.items():
             for i in range(block):
                 if evict is not None:
                     evict()
-                t0 = time.perf_counter()
-                fn()
+                t = _seconds(fn)
                 if i:
-                    times[k].append(time.perf_counter() - t0)
+                    times[k].append(t)
         reps += block - 1
     return {k: 1e3 * statistics.median(v) for k, v in times.items()}
 
@@ -106,19 +114,14 @@ def time_alternating(
     own: dict[str, list[float]] = {k: [] for k in fns}  # base: after itself; others: after base
     after: dict[str, list[float]] = {k: [] for k in others}  # base after each candidate
 
-    def timed(k: str) -> float:
-        t0 = time.perf_counter()
-        fns[k]()
-        return time.perf_counter() - t0
-
     start = time.perf_counter()
     reps = 0
-    while reps < max_reps and (reps < min_reps or time.perf_counter() - start < budget_s * len(fns)):
-        timed(base)
-        own[base].append(timed(base))
+    while _more(reps, start, min_reps=min_reps, max_reps=max_reps, budget_s=budget_s * len(fns)):
+        _seconds(fns[base])
+        own[base].append(_seconds(fns[base]))
         for k in others:
-            own[k].append(timed(k))
-            after[k].append(timed(base))
+            own[k].append(_seconds(fns[k]))
+            after[k].append(_seconds(fns[base]))
         reps += 1
     med = {k: statistics.median(v) for k, v in own.items()}
     out = {base: 1e3 * med[base]}
