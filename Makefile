@@ -4,10 +4,14 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip --disable-pip-version-check
 EXTRAS ?= dev,data,hf,bench,ray
 STAMP := $(VENV)/.installed-$(EXTRAS)
+# The exact versions, every extra included, that the full suite last passed with (see `make lock`).
+LOCK := constraints.txt
+TORCH := torch==2.13.0
 
-.PHONY: demo test setup data lint clean deepsparse-venv
+.PHONY: demo test setup data lint lock clean deepsparse-venv
 
 demo: setup data
 	$(VENV)/bin/sparsetorch bench run --suite quick --dir sparsetorch-bench/quick
@@ -17,18 +21,30 @@ test: setup data
 
 setup: $(STAMP)
 
-# torch==2.13.0 goes in first, alone, so that nothing later makes pip pull a CUDA build.
-$(STAMP): pyproject.toml scripts/bootstrap.sh
-	bash scripts/bootstrap.sh "$(VENV)"
-	$(VENV)/bin/pip install -q --disable-pip-version-check torch==2.13.0
-	$(VENV)/bin/pip install -q --disable-pip-version-check -e ".[$(EXTRAS)]"
+# torch goes in first, alone, so that nothing later makes pip pull a CUDA build; everything is
+# installed through the lock, so a fresh clone gets the versions the suite passed with.
+$(STAMP): pyproject.toml $(LOCK) scripts/bootstrap.sh
+	bash scripts/bootstrap.sh "$(VENV)" "$(LOCK)"
+	$(PIP) install -q -c $(LOCK) "$(TORCH)"
+	$(PIP) install -q -c $(LOCK) -e ".[$(EXTRAS)]"
 	touch $@
+
+# Refresh the lock on purpose: the newest versions pyproject.toml's ranges allow (torch held at
+# $(TORCH)), then the full suite on them. The refreshed file is kept only if the suite passes.
+lock: setup
+	cp $(LOCK) $(VENV)/lock.previous
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/bin/pip-compile --quiet --upgrade --upgrade-package "$(TORCH)" \
+	  --all-extras --strip-extras --allow-unsafe --no-emit-find-links --no-emit-index-url \
+	  --output-file $(LOCK) pyproject.toml
+	$(MAKE) test || { cp $(VENV)/lock.previous $(LOCK); $(MAKE) setup; \
+	  echo "lock: the suite failed on the refreshed versions; $(LOCK) is restored" >&2; exit 1; }
+	@echo "lock: the suite passed on the refreshed $(LOCK); commit it"
 
 data:
 	bash scripts/provision-data.sh "$(PY)"
 
 # DeepSparse 1.8.0 (end of life, pins numpy 1.26) in its own venv: only a speed reference for
-# `benchmarks/kernels.py --deepsparse .venv-deepsparse` and `benchmarks/end_to_end.py`.
+# `benchmarks/kernel_speed.py --deepsparse .venv-deepsparse` and `benchmarks/end_to_end.py`.
 deepsparse-venv:
 	python3 -m venv .venv-deepsparse
 	.venv-deepsparse/bin/pip install -q --disable-pip-version-check deepsparse==1.8.0

@@ -27,58 +27,21 @@ never papered over.
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Run as `python benchmarks/NAME.py`: the repo root, not this folder, heads sys.path, so siblings import
+# as `benchmarks.*` and no module here can shadow an installed package of the same name.
+if not __package__:
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import json
-import os
 import resource
-import sys
 import time
 import traceback
 
-# Python puts this script's folder first on sys.path, and benchmarks/kernels.py there would shadow the
-# Hugging Face `kernels` package that transformers probes for (and fail importing sparsetorch): drop it.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-
-def _rss_hwm_bytes() -> int:
-    """Peak resident set size since the last reset (VmHWM), in bytes (0 where unavailable)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def _reset_rss_hwm() -> None:
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-
-
-def _cpu_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs from /proc/stat ((0, 0) where unavailable)."""
-    try:
-        with open("/proc/stat") as f:
-            vals = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return 0, 0
-    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
-    return sum(vals[:8]) - idle, sum(vals[:8])
-
-
-def _foreign_cores(wall: float, cpu0: float, ticks0: tuple[int, int]) -> float:
-    """Cores other processes kept busy since (cpu0, ticks0): busy cores minus this process's CPU time."""
-    t = os.times()
-    own = (t.user + t.system - cpu0) / max(wall, 1e-9)
-    busy, total = _cpu_ticks()
-    db, dt = busy - ticks0[0], total - ticks0[1]
-    return max(0.0, (os.cpu_count() or 1) * db / dt - own) if dt > 0 else 0.0
+from benchmarks._machine import LoadMeter, peak_rss, reset_peak_rss
 
 
 def main() -> int:
@@ -171,23 +134,22 @@ def main() -> int:
                 targets=["Linear"],
                 ignore=["re:.*pooler.*"],
             )
-            _reset_rss_hwm()
-            rss_before = _rss_hwm_bytes()
-            cpu0, ticks0 = sum(os.times()[:2]), _cpu_ticks()
-            t = time.perf_counter()
-            oneshot(
-                model=model,
-                dataset=loader,
-                recipe=[modifier],
-                num_calibration_samples=int(ids.shape[0]),
-                max_seq_length=int(ids.shape[1]),
-                sequential_targets=[args.sequential_targets],
-                pipeline="sequential",
-            )
-            run["seconds"] = time.perf_counter() - t
-            run["foreign_cores"] = _foreign_cores(run["seconds"], cpu0, ticks0)
+            rss_before = reset_peak_rss()
+            with LoadMeter() as load:
+                t = time.perf_counter()
+                oneshot(
+                    model=model,
+                    dataset=loader,
+                    recipe=[modifier],
+                    num_calibration_samples=int(ids.shape[0]),
+                    max_seq_length=int(ids.shape[1]),
+                    sequential_targets=[args.sequential_targets],
+                    pipeline="sequential",
+                )
+                run["seconds"] = time.perf_counter() - t
+            run["foreign_cores"] = load.foreign
             run["rss_before_bytes"] = rss_before
-            run["peak_rss_bytes"] = _rss_hwm_bytes()
+            run["peak_rss_bytes"] = peak_rss()
             run["process_peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             weights = {
                 f"{name}.weight": module.weight.detach().contiguous().clone()

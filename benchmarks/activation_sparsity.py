@@ -15,7 +15,7 @@ What is timed (`sparsetorch.activations.gather`), for FFN shapes d -> hidden -> 
 Timing: median of repetitions after 2 warm-ups. "cold" flushes the layer's weights (both layouts)
 from every cache level with `clflush` before each repetition, so they come from DRAM as they do in
 a model larger than the L3, while the interpreter and the small vectors stay cached, as they do
-inside a model. (A 64 MiB sweep, `benchmarks/kernels.py`'s eviction, leaves a 2.4 MB matrix partly
+inside a model. (A 64 MiB sweep, `benchmarks/kernel_speed.py`'s eviction, leaves a 2.4 MB matrix partly
 in this CPU's L3: measured 51 us for the MiniLM fc2 GEMV after a sweep against 134 us after a flush,
 with DRAM at ~20 GB/s; on CPUs other than x86-64 the sweep is used.) "hot" repeats the call. The
 ours-side numbers include every per-call cost of the module (`nn.Module.__call__`, checks, the numba
@@ -29,21 +29,25 @@ the sparse path must read / measured 512 MiB read bandwidth) that the cold time 
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Run as `python benchmarks/NAME.py`: the repo root, not this folder, heads sys.path, so siblings import
+# as `benchmarks.*` and no module here can shadow an installed package of the same name.
+if not __package__:
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import json
-import os
 import platform
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from kernels import LoadMeter, flusher, make_cold, read_bandwidth
+from benchmarks._machine import LoadMeter, flusher, make_cold, read_bandwidth
 from sparsetorch.activations.gather import GatherLinear, SparseFFN
 from sparsetorch.kernels import cpu
 from sparsetorch.kernels.timing import time_ms

@@ -1,7 +1,7 @@
 """Time DeepSparse on given weights; run by a DeepSparse venv's Python, not by sparsetorch's.
 
 Why a separate process: DeepSparse 1.8.0 (end of life) pins numpy 1.26 and onnx 1.14, so it
-lives in its own venv (`make deepsparse-venv`). `kernels.py --deepsparse VENV` and
+lives in its own venv (`make deepsparse-venv`). `kernel_speed.py --deepsparse VENV` and
 `end_to_end.py --deepsparse VENV` write the weights (or an ONNX model) to a temporary directory
 and call this script, which prints one JSON object: `{"<batch>": ms, ...}`.
 
@@ -10,18 +10,24 @@ and call this script, which prints one JSON object: `{"<batch>": ms, ...}`.
 
 Batch 1 is timed after a 64 MiB sweep before every call (DeepSparse's own buffers cannot be
 flushed from outside; the sweep is twice this CPU's L3), larger batches hot: the same regimes as
-`kernels.py`, except that sparsetorch's batch-1 rows flush exactly the arrays they read.
+`kernel_speed.py`, except that sparsetorch's batch-1 rows flush exactly the arrays they read.
 Medians over `budget` seconds (at least 5 calls) after 2 warm-up calls.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Run as `python benchmarks/NAME.py`: the repo root, not this folder, heads sys.path, so siblings import
+# as `benchmarks.*` and no module here can shadow an installed package of the same name.
+if not __package__:
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import json
-import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path

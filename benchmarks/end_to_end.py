@@ -21,11 +21,17 @@ time measured a few seconds apart; its output is compared with the masked model'
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Run as `python benchmarks/NAME.py`: the repo root, not this folder, heads sys.path, so siblings import
+# as `benchmarks.*` and no module here can shadow an installed package of the same name.
+if not __package__:
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import copy
 import json
-import os
-import sys
 import tempfile
 import time
 import warnings
@@ -33,11 +39,9 @@ import warnings
 import numpy as np
 import torch
 
-sys.path.insert(0, os.path.dirname(__file__))
-import deepsparse_worker
-
 import sparsetorch as st
-from kernels import LoadMeter
+from benchmarks import deepsparse_worker
+from benchmarks._machine import LoadMeter
 from sparsetorch.kernels import compile as sparse_compile
 from sparsetorch.kernels import sparse_layers
 from sparsetorch.kernels.timing import time_interleaved

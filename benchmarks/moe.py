@@ -30,11 +30,18 @@ about three minutes; GShard rows whose one-hot tensors would exceed `--max-oneho
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Run as `python benchmarks/NAME.py`: the repo root, not this folder, heads sys.path, so siblings import
+# as `benchmarks.*` and no module here can shadow an installed package of the same name.
+if not __package__:
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import json
 import math
 import statistics
-import sys
 import time
 import weakref
 from collections.abc import Callable

@@ -10,6 +10,14 @@ test split; the test works). Prints one table per model and the orderings the pa
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Run as `python benchmarks/NAME.py`: the repo root, not this folder, heads sys.path, so siblings import
+# as `benchmarks.*` and no module here can shadow an installed package of the same name.
+if not __package__:
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import json
 import time

@@ -45,118 +45,41 @@ same thread count.
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import copy
-import ctypes
-import gc
-import json
 import os
-import subprocess
 import sys
+
+# Run as `python benchmarks/NAME.py`: the repo root, not this folder, heads sys.path, so siblings import
+# as `benchmarks.*` and no module here can shadow an installed package of the same name.
+if not __package__:
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import argparse
+import copy
+import json
+import subprocess
 import tempfile
-import time
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-# Python puts this script's folder first on sys.path; benchmarks/kernels.py there shadows the Hugging
-# Face `kernels` package that transformers probes for on import: drop the folder.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import Tensor, nn
 
-import torch  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
-
-import sparsetorch as st  # noqa: E402
-from sparsetorch.evaluation import embedding_agreement, lm_perplexity  # noqa: E402
-from sparsetorch.patterns import select  # noqa: E402
-from sparsetorch.pruning.calibration_data import text_windows  # noqa: E402
+import sparsetorch as st
+from benchmarks._machine import WARN_CORES, LoadMeter, idle_load, peak_rss, reset_peak_rss
+from sparsetorch.evaluation import embedding_agreement, lm_perplexity
+from sparsetorch.patterns import select
+from sparsetorch.pruning.calibration_data import text_windows
 
 METHODS = ("magnitude", "wanda", "sparsegpt", "dsnot", "icbs")
 PATTERNS = ("unstructured", "2:4")
 LLMC_METHODS = ("wanda", "sparsegpt")  # the methods llm-compressor has one-shot modifiers for
-WARN_CORES = 0.25
 console = Console(width=None if sys.stdout.isatty() else 220)
 
 
 # --- machine state -------------------------------------------------------------------------------
-
-
-def cpu_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs from /proc/stat ((0, 0) where unavailable)."""
-    try:
-        with open("/proc/stat") as f:
-            vals = [int(v) for v in f.readline().split()[1:]]
-    except (OSError, ValueError):
-        return 0, 0
-    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
-    return sum(vals[:8]) - idle, sum(vals[:8])
-
-
-class LoadMeter:
-    """Cores kept busy by other processes during a block: busy cores minus this process's (and, with
-    `children`, its waited-for subprocesses') CPU time."""
-
-    def __init__(self, children: bool = False):
-        self.children = children
-        self.foreign = 0.0
-
-    def _own(self) -> float:
-        t = os.times()
-        return t.user + t.system + (t.children_user + t.children_system if self.children else 0.0)
-
-    def __enter__(self) -> LoadMeter:
-        self.t0, self.c0, self.s0 = time.perf_counter(), self._own(), cpu_ticks()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        wall = time.perf_counter() - self.t0
-        own = (self._own() - self.c0) / max(wall, 1e-9)
-        busy, total = cpu_ticks()
-        db, dt = busy - self.s0[0], total - self.s0[1]
-        self.foreign = max(0.0, (os.cpu_count() or 1) * db / dt - own) if dt > 0 else 0.0
-
-
-def idle_load(seconds: float = 1.0) -> float:
-    """Cores busy with other processes while this one sleeps for `seconds`."""
-    with LoadMeter() as load:
-        time.sleep(seconds)
-    return load.foreign
-
-
-def reset_peak_rss() -> int:
-    """Reset the VmHWM peak to the current RSS (Linux >= 4.0); return the current RSS in bytes.
-
-    Freed memory is first handed back to the OS (gc, glibc `malloc_trim`), so that the rise measured
-    from here is what the run needs, not hidden by memory an earlier run left in the allocator.
-    """
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
-    return _status("VmRSS:")
-
-
-def peak_rss() -> int:
-    return _status("VmHWM:")
-
-
-def _status(key: str) -> int:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
 
 
 def load_note(foreign: float) -> str:
@@ -345,7 +268,7 @@ def run_llmcompressor(
     log_path = workdir / "llmcompressor.log"
     cmd = [
         str(python),
-        os.path.join(_HERE, "_llmcompressor_worker.py"),
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "_llmcompressor_worker.py"),
         "--model-dir",
         model_dir,
         "--ids",

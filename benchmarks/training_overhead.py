@@ -14,14 +14,21 @@ flagged.
 
 from __future__ import annotations
 
+import os
+import sys
+
+# Run as `python benchmarks/NAME.py`: the repo root, not this folder, heads sys.path, so siblings import
+# as `benchmarks.*` and no module here can shadow an installed package of the same name.
+if not __package__:
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import json
 import statistics
-import sys
 
 import torch
 
-from kernels import LoadMeter
+from benchmarks._machine import LoadMeter
 from sparsetorch.data import load_fashion_mnist
 from sparsetorch.models import create_model
 from sparsetorch.training import fit

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Make sure a Python >= 3.10 with venv exists, then create the virtual environment $1.
+# Make sure a Python >= 3.10 with venv exists, then create the virtual environment $1, with the pip
+# version of the constraints file $2 (when given).
 set -euo pipefail
 venv=${1:-.venv}
+lock=${2:-}
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys; assert sys.version_info >= (3, 10)' 2>/dev/null; then
   exit 0
 fi
@@ -17,4 +19,4 @@ if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
 fi
 python3 -c 'import sys; assert sys.version_info >= (3, 10), "sparsetorch needs Python >= 3.10"'
 python3 -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check --upgrade pip
+"$venv/bin/pip" install -q --disable-pip-version-check --upgrade ${lock:+-c "$lock"} pip

@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from report_testutil import ENV, make_bench, spec
 
 from sparsetorch.bench.export import COLUMNS, export_runs
 from sparsetorch.bench.store import BenchError, RunRecord, Store
+from tests.bench.report_testutil import ENV, make_bench, spec
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from report_testutil import ENV, TRACEBACK, make_bench, spec
 
 from sparsetorch.bench.report import format_level, leaderboard, run_level, write_report
 from sparsetorch.bench.store import BenchError, RunRecord, Store
+from tests.bench.report_testutil import ENV, TRACEBACK, make_bench, spec
 
 
 def record(

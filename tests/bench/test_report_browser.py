@@ -21,10 +21,10 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from report_testutil import config_hash, make_bench
 
 from sparsetorch.bench.report import leaderboard, write_report
 from sparsetorch.bench.store import Store
+from tests.bench.report_testutil import config_hash, make_bench
 
 CHROMIUM = "/usr/bin/chromium"
 # The network here refuses Chromium's background connections: turn them all off. Playwright's

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
-
-import deepsparse_worker
-
-import kernels as kbench
+from benchmarks import deepsparse_worker
+from benchmarks import kernel_speed as kbench
 
 
 def test_deepsparse_matmul_model_computes_x_times_w_transposed(tmp_path):

@@ -7,7 +7,6 @@ import warnings
 
 import pytest
 import torch
-from kernels_testutil import random_layer
 from torch import nn
 
 import sparsetorch as st
@@ -22,6 +21,7 @@ from sparsetorch.kernels import (
 )
 from sparsetorch.kernels.module import SparseLinear
 from sparsetorch.masks import attach, masks
+from tests.kernels.kernels_testutil import random_layer
 
 
 def _mlp(seed: int = 0) -> nn.Sequential:

@@ -6,10 +6,10 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kernels_testutil import random_layer
 
 from sparsetorch.kernels import cpu
 from sparsetorch.kernels import formats as F
+from tests.kernels.kernels_testutil import random_layer
 
 BACKENDS = [b for b in cpu.BACKENDS if b == "torch" or (b == "numba" and cpu.has_numba()) or cpu.has_avx512()]
 BATCHES = [1, 2, 3, 8, 17, 64, 100]

@@ -8,9 +8,9 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kernels_testutil import random_layer
 
 from sparsetorch.kernels import formats as F
+from tests.kernels.kernels_testutil import random_layer
 
 SHAPES = st.tuples(st.integers(1, 70), st.integers(1, 90))
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 from types import ModuleType
 
 import torch
-from papers_testutil import one_thread
 
 from sparsetorch.papers.random_search_nas import fashion_splits
 from sparsetorch.search import SparseSearch
+from tests.papers.papers_testutil import one_thread
 
 
 class Tripwire(torch.Tensor):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from search_paper_testutil import reproduce_tiny_with_armed_test_set
 
 from sparsetorch.papers import random_search_nas as paper
+from tests.papers.search_paper_testutil import reproduce_tiny_with_armed_test_set
 
 
 @pytest.fixture(scope="module")

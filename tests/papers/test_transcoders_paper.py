@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from papers_testutil import one_thread
 
 from sparsetorch.papers.transcoders import SCALES, reproduce
+from tests.papers.papers_testutil import one_thread
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,9 @@ import math
 
 import pytest
 import torch
-from papers_testutil import one_thread
 
 from sparsetorch.papers.turbo_vbi import ARMS, SPARSITY, removed_neurons, reproduce, weights_per_run
+from tests.papers.papers_testutil import one_thread
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from routing_testutil import naive_moe, tutel_capacity, tutel_locations
 
 from sparsetorch.routing import Experts, capacity, capacity_dispatch, dropless, slot_locations
 from sparsetorch.routing.gates import expert_choice_gating, top_k_gating
+from tests.routing.routing_testutil import naive_moe, tutel_capacity, tutel_locations
 
 T, D, H, E = 24, 6, 10, 4
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from routing_testutil import naive_moe
 
 from sparsetorch.routing import MoE, TopKGate, name_gates
 from sparsetorch.routing.moe import Experts
+from tests.routing.routing_testutil import naive_moe
 
 D, E, B, S, CUT = 8, 4, 2, 12, 6
 

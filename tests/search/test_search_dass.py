@@ -6,11 +6,11 @@ import math
 
 import pytest
 import torch
-from search_testutil import Tripwire, space, splits
 
 from sparsetorch.masks import masks as attached_masks
 from sparsetorch.search import SEARCHES, Dass
 from sparsetorch.search.dass import candidate_counts, discretize, magnitude_masks, soft_mask
+from tests.search.search_testutil import Tripwire, space, splits
 
 
 def _run(seed: int = 0, sparsity: float = 0.8, **overrides):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from search_testutil import Tripwire, space, splits
 
 from sparsetorch.masks import masks as attached_masks
 from sparsetorch.search import SEARCHES, RandomSearch, retrain, split_validation
+from tests.search.search_testutil import Tripwire, space, splits
 
 
 def _run(seed: int = 0, **overrides):

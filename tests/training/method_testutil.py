@@ -6,10 +6,9 @@ initialization (which needs a calibration batch), N:M from scratch and IMP.
 
 from __future__ import annotations
 
-import training_testutil
-from training_testutil import FAST, SPARSITY, TOTAL, batches, net
-
 from sparsetorch.training import TRAINERS
+from tests.training import training_testutil
+from tests.training.training_testutil import FAST, SPARSITY, TOTAL, batches, net
 
 PAI = ("snip", "grasp", "synflow", "cts")  # masks from a calibration batch at prepare, fixed afterwards
 NM_METHODS = ("sr-ste", "bdwp")  # dense weights, N:M masks recomputed every step

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from training_testutil import TARGETS, batches, prepared
+
+from tests.training.training_testutil import TARGETS, batches, prepared
 
 OPTIONS = {"update_every": 2, "end": None, "drop_fraction_anneal": "constant"}
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from method_testutil import prepared
 from torch import nn
-from training_testutil import TARGETS, batches, net, train
 
 from sparsetorch.masks import masks as attached
 from sparsetorch.patterns import NM
 from sparsetorch.training import TRAINERS
 from sparsetorch.training.bdwp import backward_nm_mask
 from sparsetorch.training.nm import nm_mask
+from tests.training.method_testutil import prepared
+from tests.training.training_testutil import TARGETS, batches, net, train
 
 
 def test_backward_mask_keeps_n_of_every_m_outputs_by_hand():

@@ -7,13 +7,13 @@ from copy import deepcopy
 
 import pytest
 import torch
-from method_testutil import NM_METHODS, PAI, prepared
-from training_testutil import SPARSITY, TARGETS, TOTAL, batches, train
 
 import sparsetorch.training as T
 from sparsetorch.masks import masks as attached
 from sparsetorch.patterns import n_pruned
 from sparsetorch.training.schedules import cubic
+from tests.training.method_testutil import NM_METHODS, PAI, prepared
+from tests.training.training_testutil import SPARSITY, TARGETS, TOTAL, batches, train
 
 METHODS = T.TRAINERS.list()
 DYNAMIC = {"rigl", "set", "granet", "g2gnet"}  # masks move at constant layer counts (granet after pruning)

@@ -8,14 +8,14 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from method_testutil import calibration
 from torch import nn
-from training_testutil import TARGETS, net
 
 import sparsetorch.training.cts as cts
 from sparsetorch.masks import masks as attached
 from sparsetorch.patterns import n_pruned
 from sparsetorch.training import TRAINERS, fit
+from tests.training.method_testutil import calibration
+from tests.training.training_testutil import TARGETS, net
 
 FAST = {"iterations": 20, "batch_size": 8}
 

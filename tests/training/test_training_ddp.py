@@ -12,7 +12,8 @@ import socket
 
 import torch
 import torch.multiprocessing as mp
-from training_testutil import TARGETS, batches, net
+
+from tests.training.training_testutil import TARGETS, batches, net
 
 STEPS = 8
 

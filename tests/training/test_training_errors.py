@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from torch import nn
-from training_testutil import TOTAL, method, net, prepared
 
 import sparsetorch.training as T
 from sparsetorch.masks import masks as attached
+from tests.training.training_testutil import TOTAL, method, net, prepared
 
 
 def sgd(model):

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from torch.utils.data import TensorDataset
-from training_testutil import net
 
 from sparsetorch.masks import masks as attached
 from sparsetorch.training import TRAINERS, evaluate, fit
+from tests.training.training_testutil import net
 
 
 def blobs(n=96, seed=0):

@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from training_testutil import batches, net, train
 
 import sparsetorch.training.g2gnet  # noqa: F401  (registers "g2gnet" until training/__init__ does)
 from sparsetorch.training import TRAINERS
 from sparsetorch.training.g2gnet import correlation, ensemble_blocks, g2g_mask
+from tests.training.training_testutil import batches, net, train
 
 
 def test_ensemble_blocks_by_hand():

@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from method_testutil import prepared
-from training_testutil import TARGETS, TOTAL, batches, net
 
 from sparsetorch import allocation
 from sparsetorch.masks import masks as attached
 from sparsetorch.patterns import n_pruned
 from sparsetorch.training import TRAINERS, fit, keep_top
 from sparsetorch.training.imp import round_sparsity, rounds
+from tests.training.method_testutil import prepared
+from tests.training.training_testutil import TARGETS, TOTAL, batches, net
 
 
 def test_rounds_by_hand():

@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from training_testutil import SPARSITY, TARGETS, TOTAL, batches, net, prepared, train
 
 from sparsetorch import allocation
 from sparsetorch.models import create_model
 from sparsetorch.patterns import n_pruned
 from sparsetorch.training import TRAINERS, drop_and_grow, keep_top
+from tests.training.training_testutil import SPARSITY, TARGETS, TOTAL, batches, net, prepared, train
 
 
 def test_keep_top_by_hand():

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from training_testutil import TARGETS, batches, net, prepared
+
+from tests.training.training_testutil import TARGETS, batches, net, prepared
 
 SLOTS = {"sgd": ("momentum_buffer",), "adam": ("exp_avg", "exp_avg_sq"), "adamw": ("exp_avg", "exp_avg_sq")}
 

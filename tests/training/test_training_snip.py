@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from method_testutil import calibration, prepared
 from torch import nn
-from training_testutil import TARGETS, net
 
 from sparsetorch import allocation
 from sparsetorch.masks import masks as attached
 from sparsetorch.patterns import n_pruned
 from sparsetorch.training import TRAINERS, fit, keep_top
+from tests.training.method_testutil import calibration, prepared
+from tests.training.training_testutil import TARGETS, net
 
 
 def sgd(model):

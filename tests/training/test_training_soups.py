@@ -8,13 +8,13 @@ import copy
 import pytest
 import torch
 from torch import nn
-from training_testutil import TARGETS, net
 
 from sparsetorch import allocation
 from sparsetorch.masks import masks as attached
 from sparsetorch.patterns import n_pruned
 from sparsetorch.training import fit, keep_top
 from sparsetorch.training.soups import average, cycle_sparsity, sparse_model_soups
+from tests.training.training_testutil import TARGETS, net
 
 
 def data(n: int = 64, seed: int = 0):

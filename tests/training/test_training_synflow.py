@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from method_testutil import calibration, prepared
 from torch import nn
-from training_testutil import TARGETS, net
 
 from sparsetorch.training import TRAINERS
 from sparsetorch.training.synflow import schedule
+from tests.training.method_testutil import calibration, prepared
+from tests.training.training_testutil import TARGETS, net
 
 
 def chain(weights: list[torch.Tensor]) -> nn.Module:

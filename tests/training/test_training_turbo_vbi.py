@@ -10,7 +10,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from training_testutil import batches, net, train
 
 import sparsetorch.training.turbo_vbi  # noqa: F401  (registers "turbo-vbi" until training/__init__ does)
 from sparsetorch.masks import masks as attached
@@ -25,6 +24,7 @@ from sparsetorch.training.turbo_vbi import (
     support_evidence,
     support_posterior,
 )
+from tests.training.training_testutil import batches, net, train
 
 # --- Module A: closed forms -------------------------------------------------------------------
 

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from training_testutil import batches, net, train
 
 import sparsetorch.training.wgsef  # noqa: F401  (registers "wgsef" until training/__init__ does)
 from sparsetorch.training import TRAINERS
 from sparsetorch.training.wgsef import half_ksupport_squared, prox_envelope, prox_gap, prox_rows
+from tests.training.training_testutil import batches, net, train
 
 
 def test_envelope_by_hand():

@@ -19,32 +19,36 @@ and prints a table and optionally a JSON file.
   is against this process's dense time for the same cell, measured up to a minute apart, and its
   batch-1 time follows a 64 MiB sweep rather than a flush of its own buffers.
 
-    python benchmarks/kernels.py --quick
-    python benchmarks/kernels.py --shapes 4096x4096,1536x384 --threads 1,2 --json out.json
-    python benchmarks/kernels.py --shapes 4096x4096 --deepsparse .venv-deepsparse
+    python benchmarks/kernel_speed.py --quick
+    python benchmarks/kernel_speed.py --shapes 4096x4096,1536x384 --threads 1,2 --json out.json
+    python benchmarks/kernel_speed.py --shapes 4096x4096 --deepsparse .venv-deepsparse
 """
 
 from __future__ import annotations
 
-import argparse
-import functools
-import json
 import os
-import platform
 import sys
+
+# Run as `python benchmarks/NAME.py`: the repo root, not this folder, heads sys.path, so siblings import
+# as `benchmarks.*` and no module here can shadow an installed package of the same name.
+if not __package__:
+    sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import argparse
+import json
+import platform
 import tempfile
-import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-import deepsparse_worker
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks import deepsparse_worker
+from benchmarks._machine import LoadMeter, make_cold, read_bandwidth
 from sparsetorch.kernels import cpu
 from sparsetorch.kernels import formats as fm
-from sparsetorch.kernels.timing import time_interleaved, time_ms
+from sparsetorch.kernels.timing import time_interleaved
 from sparsetorch.patterns import NM, select
 
 SHAPES = ["4096x4096", "11008x4096", "1536x384", "384x1536"]
@@ -65,101 +69,6 @@ class Row:
     bw_fraction: float | None
     foreign_cores: float
     picked: str = ""  # for "ours:best": the format that was fastest at this batch
-
-
-def cpu_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of all CPUs from /proc/stat (0, 0 where unavailable)."""
-    try:
-        with open("/proc/stat") as f:
-            vals = [int(v) for v in f.readline().split()[1:]]
-    except OSError:
-        return 0, 0
-    idle = vals[3] + (vals[4] if len(vals) > 4 else 0)
-    return sum(vals[:8]) - idle, sum(vals[:8])
-
-
-class LoadMeter:
-    """Cores kept busy by other processes during a block (busy cores minus this process's CPU time)."""
-
-    def __enter__(self) -> LoadMeter:
-        self.t0, self.c0, self.s0 = time.perf_counter(), time.process_time(), cpu_ticks()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        wall = time.perf_counter() - self.t0
-        own = (time.process_time() - self.c0) / max(wall, 1e-9)
-        busy, total = cpu_ticks()
-        db, dt = busy - self.s0[0], total - self.s0[1]
-        ncpu = os.cpu_count() or 1
-        self.foreign = max(0.0, ncpu * db / dt - own) if dt > 0 else 0.0
-
-
-_SWEEP = torch.empty(16 * 1024 * 1024)  # 64 MiB, larger than the L3
-
-
-def evict() -> None:
-    _SWEEP.sum()  # read, not write: dirty lines would be written back during the timed call
-
-
-@functools.cache
-def flusher() -> Callable | None:
-    """A numba function that `clflush`es every 64-byte line of a 1-D uint8 array (x86-64), or None."""
-    if platform.machine().lower() not in ("x86_64", "amd64") or not cpu.has_numba():
-        return None
-    from llvmlite import ir
-    from numba import njit, types
-    from numba.extending import intrinsic
-
-    @intrinsic
-    def clflush(typingctx, arr, idx):
-        def codegen(context, builder, sig, args):
-            ary = context.make_array(sig.args[0])(context, builder, args[0])
-            i = context.cast(builder, args[1], sig.args[1], types.intp)
-            ptr = builder.bitcast(builder.gep(ary.data, [i]), ir.IntType(8).as_pointer())
-            name = "llvm.x86.sse2.clflush"
-            fn = builder.module.globals.get(name) or ir.Function(
-                builder.module, ir.FunctionType(ir.VoidType(), [ir.IntType(8).as_pointer()]), name=name
-            )
-            builder.call(fn, [ptr])
-            return context.get_dummy_value()
-
-        return types.none(arr, idx), codegen
-
-    @njit
-    def flush(a):
-        for i in range(0, a.shape[0], 64):  # one cache line
-            clflush(a, i)
-
-    return flush
-
-
-def make_cold(*tensors: torch.Tensor) -> Callable[[], None]:
-    """A function evicting `tensors` from every cache level: clflush on x86-64, else a 64 MiB sweep.
-
-    A sweep is not enough for layers of a few MB: this CPU's L3 keeps part of a 2.4 MB matrix
-    through a 64 MiB read (measured 51 us for the MiniLM fc2 GEMV after a sweep, 134 us after a
-    flush), so small layers would be timed warm."""
-    flush = flusher()
-    if flush is None:
-        return evict
-    # Byte views of the very memory the kernels read.
-    arrays = [t.detach().contiguous().view(-1).view(torch.uint8).numpy() for t in tensors if t.numel()]
-
-    def cold() -> None:
-        for a in arrays:
-            flush(a)
-
-    cold()  # compile now, not inside a timing
-    return cold
-
-
-def read_bandwidth(threads: int) -> float:
-    """GB/s of a 512 MiB torch sum with `threads` threads (best of 5)."""
-    torch.set_num_threads(threads)
-    a = torch.ones(128 * 1024 * 1024)
-    best = time_ms(a.sum, min_reps=5, max_reps=5)
-    del a
-    return 512 * 1024 * 1024 / (best * 1e-3) / 1e9
 
 
 def make_layer(out: int, inp: int, sparsity: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
