@@ -49,9 +49,11 @@ deepsparse-venv:
 	python3 -m venv .venv-deepsparse
 	.venv-deepsparse/bin/pip install -q --disable-pip-version-check deepsparse==1.8.0
 
+# ruff, then the import-layer contract in pyproject.toml ([tool.importlinter], DESIGN.md "Layers").
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) .pytest_cache build src/*.egg-info

@@ -26,7 +26,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from sparsetorch.pruning.experiments import gpt_runs, grid, minilm_runs
+from sparsetorch.papers.pruning_experiments import gpt_runs, grid, minilm_runs
 
 METHODS = ["magnitude", "random", "wanda", "sparsegpt", "dsnot", "icbs"]
 

@@ -42,7 +42,7 @@ def run(model_name: str, method: str, *, steps: int, batch: int, sparsity: float
     model = create_model(model_name, seed=0)
     chosen = None if method == "dense" else method
     if chosen is not None:
-        from sparsetorch.methods import create_method
+        from sparsetorch.discovery import create_method
 
         chosen = create_method(method, sparsity=sparsity, seed=0)
     with LoadMeter() as load:

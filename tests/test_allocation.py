@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparsetorch.allocation import erk, global_, uniform
+from sparsetorch.allocation import ALLOCATIONS, erk, global_, global_budget, uniform
 from sparsetorch.patterns import n_pruned, select
 
 SHAPES = {"conv1": (16, 1, 5, 5), "fc1": (300, 784), "fc2": (100, 300), "fc3": (10, 100)}
@@ -51,7 +51,7 @@ def test_erk_keeps_layers_dense_when_they_would_exceed_density_one():
 
 def test_global_keeps_highest_scores_across_layers():
     scores = {"a": torch.tensor([[1.0, 2.0], [3.0, 4.0]]), "b": torch.tensor([[10.0, 20.0]])}
-    per_layer = global_(scores, 0.5)
+    per_layer = global_budget(scores, 0.5)
     assert per_layer == {"a": 0.75, "b": 0.0}
     masks = {f: select(scores[f], "unstructured", s) for f, s in per_layer.items()}
     assert masks["a"].tolist() == [[False, False], [False, True]]
@@ -59,8 +59,16 @@ def test_global_keeps_highest_scores_across_layers():
 
 def test_global_ties_are_exact():
     scores = {"a": torch.ones(3, 3), "b": torch.ones(2, 5)}
-    per_layer = global_(scores, 0.5)
+    per_layer = global_budget(scores, 0.5)
     assert pruned_total({"a": (3, 3), "b": (2, 5)}, per_layer) == n_pruned(19, 0.5)
+    assert per_layer == {"a": 0.0, "b": 1.0}  # ties keep the earlier layer's weights first
+
+
+def test_global_underscore_is_a_deprecated_alias():
+    scores = {"a": torch.tensor([[1.0, 2.0], [3.0, 4.0]])}
+    with pytest.warns(DeprecationWarning, match="global_budget"):
+        assert global_(scores, 0.5) == global_budget(scores, 0.5)
+    assert ALLOCATIONS.get("global") is global_budget
 
 
 @pytest.mark.parametrize("bad", [1.0, -0.5, float("nan")])

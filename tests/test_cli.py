@@ -53,8 +53,56 @@ def test_papers_list_counts_every_status():
     from sparsetorch.papers import list_papers
 
     result = invoke("papers", "list")
-    implemented = sum(p.status == "implemented" for p in list_papers())
-    assert result.exit_code == 0 and f"{53 - implemented} planned, {implemented} implemented" in result.output
+    papers = list_papers()
+    implemented = sum(p.status == "implemented" for p in papers)
+    planned = len(papers) - implemented
+    assert result.exit_code == 0 and f"{planned} planned, {implemented} implemented" in result.output
+    assert "entry points" in result.output
+
+
+def test_papers_list_by_axis_and_a_bad_axis():
+    result = invoke("papers", "list", "--axis", "foundations")
+    assert result.exit_code == 0 and "sdr-dendrites" in result.output and "g2gnet" not in result.output
+    bad = invoke("papers", "list", "--axis", "space")
+    assert bad.exit_code == 2 and "unknown axis 'space'" in bad.output and "foundations" in bad.output
+
+
+def test_ls_methods_shows_every_kind_with_its_axis():
+    out = invoke("ls", "methods").output
+    for name, kind in [
+        ("magnitude", "pruning"),
+        ("rigl", "training"),
+        ("random-search", "search"),
+        ("kwta", "activation"),
+        ("top-k", "gate"),
+        ("sparse-model-soups", "driver"),
+        ("sparse-ift", "transform"),
+    ]:
+        assert any(name in line and kind in line for line in out.splitlines()), (name, kind)
+    assert "routes" in out and "activations" in out
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("rigl", ["rigl"]),
+        ("random-search-nas", ["random-search"]),
+        ("sparse-model-soups", ["sparse-model-soups"]),
+        ("sparse-ift", ["sparse-ift"]),
+        ("graph-of-tokens-moe", ["similarity-aware", "attention-aware"]),
+    ],
+)
+def test_ls_methods_by_paper(key, expected):
+    result = invoke("ls", "methods", "--paper", key)
+    assert result.exit_code == 0
+    names = [line.split("│")[1].strip() for line in result.output.splitlines() if line.startswith("│")]
+    assert sorted(names) == sorted(expected)
+
+
+def test_ls_methods_bad_paper_and_paper_on_other_kinds():
+    result = invoke("ls", "methods", "--paper", "rigll")
+    assert result.exit_code == 2 and "did you mean 'rigl'" in result.output
+    assert invoke("ls", "models", "--paper", "rigl").exit_code == 2
 
 
 def test_report_of_a_saved_checkpoint(tmp_path):
@@ -112,7 +160,7 @@ def test_prune_writes_checkpoint_and_report(tmp_path, lenet_checkpoint):
     assert data["method"] == "wanda" and data["sparsity"] == 0.5 and data["pattern"] == "2:4"
     assert all(r["error"] >= 0 for r in data["pruning"])
     model = st.load(out / "model.safetensors")
-    assert set(st.masks(model)) == {"fc1.weight", "fc2.weight"}
+    assert set(st.get_masks(model)) == {"fc1.weight", "fc2.weight"}
 
 
 def test_prune_bad_input_exits_cleanly(tmp_path, lenet_checkpoint):

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from sparsetorch.masks import attach, load, masks, resolve_targets, save, squash
+from sparsetorch.masks import attach, get_masks, load, resolve_targets, save, squash
 from sparsetorch.patterns import select
 
 
@@ -60,7 +60,7 @@ def test_keys_are_plain_fqns_before_and_after_masking():
     model = mlp()
     before = resolve_targets(model)
     attach(model, random_masks(model))
-    assert list(masks(model)) == before == resolve_targets(model)
+    assert list(get_masks(model)) == before == resolve_targets(model)
 
 
 def test_attach_checks_everything_before_touching_the_model():
@@ -73,7 +73,7 @@ def test_attach_checks_everything_before_touching_the_model():
         attach(model, {**good, "9.weight": torch.ones(3, 3, dtype=torch.bool)})
     with pytest.raises(ValueError, match="boolean"):
         attach(model, {"0.weight": torch.full((16, 8), 0.5)})
-    assert masks(model) == {}
+    assert get_masks(model) == {}
     assert all(torch.equal(reference[k], v) for k, v in model.state_dict().items())
 
 
@@ -109,7 +109,7 @@ def test_squash_keeps_outputs_identical_and_removes_parametrizations():
     x = torch.randn(4, 8)
     before = model(x)
     squash(model)
-    assert masks(model) == {}
+    assert get_masks(model) == {}
     assert "0.weight" in dict(model.named_parameters())
     assert torch.equal(model(x), before)
 
@@ -119,7 +119,7 @@ def test_masks_survive_state_dict_round_trip():
     attach(a, random_masks(a, 0.6, seed=1))
     attach(b, random_masks(b, 0.2, seed=2))  # different masks, same structure
     b.load_state_dict(a.state_dict())
-    assert all(torch.equal(masks(a)[k], masks(b)[k]) for k in masks(a))
+    assert all(torch.equal(get_masks(a)[k], get_masks(b)[k]) for k in get_masks(a))
     x = torch.randn(3, 8)
     assert torch.equal(a(x), b(x))
 
@@ -131,9 +131,9 @@ def test_save_load_round_trip_with_patterns(tmp_path):
     b = load(path, mlp())
     x = torch.randn(5, 8)
     assert torch.equal(a(x), b(x))
-    assert torch.equal(masks(b)["0.weight"], masks(a)["0.weight"])
+    assert torch.equal(get_masks(b)["0.weight"], get_masks(a)["0.weight"])
     assert str(b[0].parametrizations.weight[0].pattern) == "2:4"
-    assert "2.weight" not in masks(b)
+    assert "2.weight" not in get_masks(b)
 
 
 def test_load_into_a_masked_model_replaces_its_masks(tmp_path):
@@ -141,8 +141,8 @@ def test_load_into_a_masked_model_replaces_its_masks(tmp_path):
     attach(a, random_masks(a, 0.5, seed=3))
     attach(b, {"2.weight": torch.ones(8, 16, dtype=torch.bool)})
     load(save(a, tmp_path / "a.safetensors"), b)
-    assert set(masks(b)) == {"0.weight", "2.weight"}
-    assert torch.equal(masks(b)["0.weight"], masks(a)["0.weight"])
+    assert set(get_masks(b)) == {"0.weight", "2.weight"}
+    assert torch.equal(get_masks(b)["0.weight"], get_masks(a)["0.weight"])
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "not-ours"])
@@ -165,7 +165,7 @@ def test_corrupt_checkpoints_raise_clear_errors_and_leave_model_unchanged(tmp_pa
     reference = {k: v.clone() for k, v in b.state_dict().items()}
     with pytest.raises(ValueError, match="checkpoint"):
         load(path, b)
-    assert masks(b) == {}
+    assert get_masks(b) == {}
     assert all(torch.equal(reference[k], v) for k, v in b.state_dict().items())
 
 
@@ -176,3 +176,41 @@ def test_checkpoint_for_another_architecture_is_rejected(tmp_path):
         load(path, nn.Sequential(nn.Linear(8, 4)))
     with pytest.raises(FileNotFoundError):
         load(tmp_path / "missing.safetensors", a)
+
+
+def test_masks_module_is_reachable_under_its_own_name():
+    import sparsetorch
+    import sparsetorch.masks as M
+
+    assert M is sparsetorch.masks and M.attach is attach and M.get_masks is get_masks
+    model = mlp()
+    M.attach(model, random_masks(model))
+    assert set(M.get_masks(model)) == set(resolve_targets(model))
+
+
+def test_calling_masks_is_deprecated_but_still_returns_the_dict():
+    import sparsetorch as st
+
+    model = mlp()
+    attach(model, random_masks(model))
+    with pytest.warns(DeprecationWarning, match="get_masks"):
+        called = st.masks(model)
+    with pytest.warns(DeprecationWarning, match="get_masks"):
+        from sparsetorch.masks import masks as old_function
+
+        aliased = old_function(model)
+    assert called.keys() == aliased.keys() == get_masks(model).keys()
+    assert all(called[k] is v for k, v in get_masks(model).items())
+
+
+def test_public_load_rebuilds_a_registered_model_and_core_load_warns(tmp_path):
+    import sparsetorch as st
+
+    model = st.create_model("lenet-300-100", seed=0)
+    attach(model, random_masks(model))
+    path = save(model, tmp_path / "m.safetensors")
+    rebuilt = st.load(path)
+    assert get_masks(rebuilt).keys() == get_masks(model).keys()
+    with pytest.warns(DeprecationWarning, match="sparsetorch.load"):
+        again = load(path)
+    assert all(torch.equal(get_masks(again)[k], v) for k, v in get_masks(model).items())

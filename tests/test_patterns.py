@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparsetorch.patterns import NM, Block, Channel, Unstructured, n_pruned, parse_pattern, select
+from sparsetorch.patterns import NM, Block, Channel, Unstructured, keep_top, n_pruned, parse_pattern, select
 
 
 @pytest.mark.parametrize(
@@ -152,3 +152,59 @@ def test_block_invariant(bh, bw, nh, nw, sparsity, seed):
     tiles = mask.reshape(nh, bh, nw, bw).permute(0, 2, 1, 3).reshape(nh * nw, bh * bw)
     assert ((tiles.all(-1)) | (~tiles.any(-1))).all()  # each tile all kept or all dropped
     assert int((~tiles.all(-1)).sum()) == n_pruned(nh * nw, sparsity)
+
+
+# --- keep_top: the one top-k rule -------------------------------------------------------------------
+
+
+def test_keep_top_ties_keep_the_earlier_element():
+    scores = torch.tensor([[1.0, 3.0, 3.0, 3.0, 0.0], [2.0, 2.0, 2.0, 2.0, 2.0]])
+    assert keep_top(scores, 2).tolist() == [
+        [False, True, True, False, False],
+        [True, True, False, False, False],
+    ]
+    # along dim 0 of the transpose: the same slices, the same winners
+    assert keep_top(scores.T, 1, dim=0).T.tolist() == [
+        [False, True, False, False, False],
+        [True, False, False, False, False],
+    ]
+
+
+@pytest.mark.parametrize("dim", [0, 1, -1])
+def test_keep_top_edges_k_zero_and_k_n(dim):
+    scores = torch.randn(3, 4, generator=torch.Generator().manual_seed(0))
+    n = scores.shape[dim]
+    assert not keep_top(scores, 0, dim=dim).any()
+    assert keep_top(scores, n, dim=dim).all()
+    assert keep_top(torch.tensor(5.0), 1).item() is True  # a 0-d tensor is one slice of one
+    for bad in (-1, n + 1, 1.5, True):
+        with pytest.raises(ValueError, match=rf"k must be an integer in \[0, {n}\]"):
+            keep_top(scores, bad, dim=dim)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(1, 4),
+    n=st.integers(1, 12),
+    levels=st.integers(1, 4),
+    seed=st.integers(0, 10_000),
+    data=st.data(),
+)
+def test_keep_top_matches_a_stable_sort(rows, n, levels, seed, data):
+    k = data.draw(st.integers(0, n))
+    g = torch.Generator().manual_seed(seed)
+    scores = torch.randint(0, levels, (rows, n), generator=g).float()  # many ties
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
+    expected = torch.zeros(rows, n, dtype=torch.bool).scatter_(1, order, True)
+    assert torch.equal(keep_top(scores, k), expected)
+
+
+def test_select_training_and_kwta_share_keep_top():
+    from sparsetorch.activations.kwta import topk_mask
+    from sparsetorch.training.ops import keep_top as keep_among
+
+    scores = torch.tensor([[5.0, 1.0, 5.0, 5.0], [0.0, 0.0, 7.0, 0.0]])
+    expected = keep_top(scores, 2)
+    assert torch.equal(topk_mask(scores, 2), expected)
+    assert torch.equal(select(scores, "unstructured", 0.5, group="row"), expected)
+    assert torch.equal(keep_among(scores[0], 2), expected[0])

@@ -1,6 +1,6 @@
 import pytest
 
-from sparsetorch.registry import Registry
+from sparsetorch.registry import AXIS_DESCRIPTIONS, Axis, Registry
 
 
 def test_register_get_list_and_decorator():
@@ -35,3 +35,19 @@ def test_duplicate_and_malformed_names_raise():
         reg.register("a", 2)
     with pytest.raises(ValueError, match="invalid"):
         reg.register("Has Space", 3)
+
+
+def test_one_taxonomy_the_four_axes_plus_foundations_and_execution():
+    assert [str(a) for a in Axis] == [
+        "connections",
+        "activations",
+        "routes",
+        "time",
+        "foundations",
+        "execution",
+    ]
+    assert set(AXIS_DESCRIPTIONS) == set(Axis)
+    with pytest.warns(DeprecationWarning, match="'representations' is now 'foundations'"):
+        assert Axis("representations") is Axis.FOUNDATIONS
+    with pytest.raises(ValueError):
+        Axis("space")

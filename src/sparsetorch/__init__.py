@@ -1,14 +1,24 @@
 """sparsetorch: sparse neural computation for PyTorch.
 
 The public face: `prune`, `report`, `compile` / `decompile` (sparse execution), `create_method`,
-`list_methods`, masks (`attach`, `masks`, `squash`, `save`, `load`), patterns (`select`,
+`list_methods`, masks (`attach`, `get_masks`, `squash`, `save`, `load`), patterns (`select`,
 `parse_pattern`), `create_model`.
+
+`sparsetorch.masks` is the masks module (`import sparsetorch.masks as M; M.attach(...)`); calling
+it, `sparsetorch.masks(model)`, still returns the masks for one release with a `DeprecationWarning`.
 """
 
+from __future__ import annotations
+
+import os
+
+from torch import nn
+
+from sparsetorch import masks
 from sparsetorch.accounting import SparsityReport, report
+from sparsetorch.discovery import create_method, list_methods
 from sparsetorch.kernels import compile, decompile
-from sparsetorch.masks import attach, load, masks, resolve_targets, save, squash
-from sparsetorch.methods import create_method, list_methods
+from sparsetorch.masks import attach, get_masks, resolve_targets, save, squash
 from sparsetorch.patterns import NM, Block, Channel, Unstructured, parse_pattern, select
 from sparsetorch.pruning import PruneReport, prune
 from sparsetorch.training import SparseTrainingMethod, evaluate, fit
@@ -21,6 +31,17 @@ def create_model(name: str, **config):
     from sparsetorch.models import create_model as _create
 
     return _create(name, **config)
+
+
+def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
+    """Load a checkpoint written by `save` into `model`, attaching its masks (`masks.load`).
+
+    With `model=None` the model is rebuilt from the checkpoint's header when it names a registered
+    model (`create_model`).
+    """
+    from sparsetorch.models import create_model as _create
+
+    return masks.load(path, model, build=_create)
 
 
 __all__ = [
@@ -38,6 +59,7 @@ __all__ = [
     "decompile",
     "evaluate",
     "fit",
+    "get_masks",
     "list_methods",
     "load",
     "masks",

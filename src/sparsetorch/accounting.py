@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sparsetorch.masks import PRUNABLE, masks, named_weights, patterns_of, resolve_targets
+from sparsetorch.masks import PRUNABLE, get_masks, named_weights, patterns_of, resolve_targets
 from sparsetorch.patterns import NM
 
 FORMATS = ("dense", "csr", "bitmask", "nm")
@@ -239,7 +239,7 @@ def report(model: nn.Module, example_input: Any = None) -> SparsityReport:
         example_input: optional input (tensor, tuple of args, or dict of kwargs) for one forward
             pass that measures FLOPs per layer.
     """
-    attached = masks(model)
+    attached = get_masks(model)
     patterns = patterns_of(model)
     fqns = list(attached) if attached else resolve_targets(model)
     weights = {fqn: getattr(module, name) for fqn, module, name in named_weights(model)}

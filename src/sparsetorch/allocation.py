@@ -11,19 +11,20 @@ remainder method, so rounding never drifts the total.
   for the whole model solved so the total matches; a layer whose density would exceed 1 is kept
   dense and `eps` is solved again over the rest. For a Linear layer this is Erdős–Rényi
   `(n_in + n_out) / (n_in * n_out)`; a Conv layer adds its kernel sizes.
-- `global_`: one threshold across all layers on given scores (the highest scores anywhere are
+- `global_budget` (registered as "global"): one threshold across all layers on given scores (the highest scores anywhere are
   kept; ties broken by layer order, then position).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor
 
-from sparsetorch.patterns import n_pruned
+from sparsetorch.patterns import keep_top, n_pruned
 from sparsetorch.registry import Registry
 
 Shapes = Mapping[str, Sequence[int]]
@@ -108,19 +109,15 @@ def erk(shapes: Shapes, sparsity: float, *, power_scale: float = 1.0) -> dict[st
     return _counts_to_sparsity(_apportion(total - keep_total, ideal, caps), shapes)
 
 
-def global_(scores: Mapping[str, Tensor], sparsity: float) -> dict[str, float]:
+def global_budget(scores: Mapping[str, Tensor], sparsity: float) -> dict[str, float]:
     """Per-layer sparsities that keep the highest scores across all layers at once."""
     shapes = {f: tuple(s.shape) for f, s in scores.items()}
     _check(sparsity, shapes)
     flat = torch.cat([s.detach().float().reshape(-1) for s in scores.values()])
     if torch.isnan(flat).any():
         raise ValueError("global allocation: scores contain NaN")
-    drop = n_pruned(flat.numel(), sparsity)
-    # Stable sort of the reversed scores: on ties the later element (by layer order, then
-    # position) is dropped, the same rule as `select`.
-    order = torch.sort(flat.flip(0), stable=True).indices[:drop]
-    dropped = torch.zeros(flat.numel(), dtype=torch.long)
-    dropped[flat.numel() - 1 - order] = 1
+    # On ties the earlier element (by layer order, then position) is kept, as in `select`.
+    dropped = ~keep_top(flat, flat.numel() - n_pruned(flat.numel(), sparsity), dim=0)
     counts, start = {}, 0
     for fqn, shape in shapes.items():
         n = _numel(shape)
@@ -129,8 +126,18 @@ def global_(scores: Mapping[str, Tensor], sparsity: float) -> dict[str, float]:
     return _counts_to_sparsity(counts, shapes)
 
 
+def global_(scores: Mapping[str, Tensor], sparsity: float) -> dict[str, float]:
+    """Deprecated name of `global_budget` (it was named around the keyword `global`)."""
+    warnings.warn(
+        "sparsetorch.allocation.global_ is deprecated; use allocation.global_budget",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return global_budget(scores, sparsity)
+
+
 # Allocations that need only shapes; `global` needs scores and is chosen by name in `prune`.
 ALLOCATIONS: Registry = Registry("sparsity allocation")
 ALLOCATIONS.register("uniform", uniform)
 ALLOCATIONS.register("erk", erk)
-ALLOCATIONS.register("global", global_)
+ALLOCATIONS.register("global", global_budget)

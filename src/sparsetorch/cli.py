@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from sparsetorch.registry import Axis
+
 app = typer.Typer(
     help="sparsetorch: sparse neural computation for PyTorch — prune, report, list methods and papers.",
     no_args_is_help=True,
@@ -47,23 +49,33 @@ def _names_table(title: str, rows: list[tuple[str, ...]], columns: tuple[str, ..
     return table
 
 
+def _methods_table(pattern: str, paper: str | None) -> Table:
+    from sparsetorch.papers import entry_points
+
+    rows = [(e.name, e.kind, e.axis.value, e.paper or "-") for e in entry_points(pattern, paper=paper)]
+    return _names_table("methods", rows, ("name", "kind", "axis", "paper"))
+
+
 @app.command("ls")
 def ls(
     kind: Annotated[Kind, typer.Argument(help="What to list.")],
     pattern: Annotated[str, typer.Option("--pattern", "-p", help="Glob on names, e.g. 'rig*'.")] = "*",
+    paper: Annotated[
+        str | None, typer.Option(help="Methods only: the entry points of this paper key, e.g. rigl.")
+    ] = None,
 ) -> None:
-    """List registered methods, models, datasets or papers."""
+    """List registered methods (every kind: pruning, training, search, activation, gate, driver,
+    transform), models, datasets or papers."""
+    if paper is not None and kind is not Kind.methods:
+        console.print("[red]error:[/red] --paper applies to `ls methods` only")
+        raise typer.Exit(2)
     if kind is Kind.methods:
-        from sparsetorch.methods import REGISTRIES, list_methods
-
-        list_methods()  # loads the registries
-        rows = [
-            (name, k, cls.paper or "-")
-            for k, registry in REGISTRIES.items()
-            for name, cls in registry.items()
-            if name in list_methods(pattern)
-        ]
-        console.print(_names_table("methods", rows, ("name", "kind", "paper")))
+        try:
+            table = _methods_table(pattern, paper)
+        except KeyError as err:
+            console.print(f"[red]error:[/red] {err.args[0]}")
+            raise typer.Exit(2) from None
+        console.print(table)
     elif kind is Kind.models:
         from sparsetorch.models import MODELS
 
@@ -82,13 +94,20 @@ def ls(
 def papers_list(
     pattern: Annotated[str, typer.Option("--pattern", "-p", help="Glob on paper keys.")] = "*",
     axis: Annotated[
-        str | None, typer.Option(help="Only papers of this axis (connections, routes ...).")
+        str | None,
+        typer.Option(help=f"Only papers of this axis ({', '.join(a.value for a in Axis)})."),
     ] = None,
 ) -> None:
-    """The table of seed papers with each one's status (planned / implemented / reproduced)."""
+    """The table of seed papers with each one's status and entry points (what to call)."""
     from sparsetorch.papers import list_papers, papers_table
 
-    papers = list_papers(pattern, axis=axis)
+    try:
+        papers = list_papers(pattern, axis=axis)
+    except ValueError:
+        console.print(
+            f"[red]error:[/red] unknown axis {axis!r}: use one of {', '.join(a.value for a in Axis)}"
+        )
+        raise typer.Exit(2) from None
     console.print(papers_table(papers))
     counts = {s: sum(p.status == s for p in papers) for s in ("planned", "implemented", "reproduced")}
     console.print(", ".join(f"{n} {s}" for s, n in counts.items()))

@@ -1,8 +1,12 @@
-"""Small, shared evaluation helpers (classification accuracy and loss)."""
+"""The evaluation metrics, one per task type: classification (`classification_metrics`), causal language
+modelling (`lm_metrics`, and `lm_perplexity` on non-overlapping windows), sentence embeddings
+(`embedding_agreement`). `training.evaluate` and `training.evaluate_lm` apply them to datasets."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,13 +31,66 @@ def classification_metrics(
     return {"accuracy": correct / len(x), "loss": loss_sum / len(x)}
 
 
+def logits_of(output: Any) -> torch.Tensor:
+    """The logits of a model's output: a tensor, an object with `.logits` (`MoEGPTOutput`), or a
+    tuple whose first item is the logits (`(logits, aux)`)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    logits = getattr(output, "logits", None)
+    if logits is None and isinstance(output, tuple | list) and output:
+        logits = output[0]
+    if not isinstance(logits, torch.Tensor):
+        raise TypeError(f"cannot find logits in a model output of type {type(output).__name__}")
+    return logits
+
+
 @torch.inference_mode()
+def lm_metrics(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    *,
+    batch_size: int = 16,
+    on_output: Callable[[Any], None] | None = None,
+) -> dict[str, float]:
+    """Next-token metrics of a causal LM on `inputs` (n, T) with `targets` (n, T), in eval mode.
+
+    Returns `loss` (mean NLL per token, nats; also as `nll`), `perplexity = exp(loss)`, `bits_per_byte`
+    (`loss / ln 2`, for byte-level models) and `tokens`. `on_output` sees each batch's model output
+    (e.g. to collect routing statistics).
+    """
+    if len(inputs) == 0 or inputs.shape != targets.shape:
+        raise ValueError(
+            f"need non-empty inputs and targets of one shape, got {inputs.shape}, {targets.shape}"
+        )
+    was_training = model.training
+    model.eval()
+    nll, count = 0.0, 0
+    for xb, yb in zip(inputs.split(batch_size), targets.split(batch_size), strict=True):
+        output = model(xb)
+        logits = logits_of(output)
+        nll += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="sum").item()
+        count += yb.numel()
+        if on_output is not None:
+            on_output(output)
+    model.train(was_training)
+    mean = nll / count
+    return {
+        "loss": mean,
+        "nll": mean,
+        "perplexity": math.exp(mean),
+        "bits_per_byte": mean / math.log(2),
+        "tokens": count,
+    }
+
+
 def lm_perplexity(
     model: nn.Module, ids: torch.Tensor, *, seq_len: int, batch_size: int = 16
 ) -> dict[str, float]:
     """Perplexity of a causal LM on non-overlapping windows of `ids` (the Wanda/SparseGPT protocol).
 
-    Returns `perplexity = exp(mean NLL)` and, for byte-level models, `bits_per_byte = NLL / ln 2`.
+    Returns `perplexity = exp(mean NLL)`, `nll` and, for byte-level models, `bits_per_byte = NLL / ln 2`
+    (see `lm_metrics`).
     """
     n = (len(ids) - 1) // seq_len
     if n < 1:
@@ -41,16 +98,9 @@ def lm_perplexity(
     # (n * seq_len + 1,) -> inputs (n, seq_len) and next-token targets (n, seq_len)
     x = ids[: n * seq_len].reshape(n, seq_len)
     y = ids[1 : n * seq_len + 1].reshape(n, seq_len)
-    was_training = model.training
-    model.eval()
-    nll, count = 0.0, 0
-    for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True):
-        logits = model(xb)
-        nll += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="sum").item()
-        count += yb.numel()
-    model.train(was_training)
-    mean = nll / count
-    return {"perplexity": math.exp(mean), "nll": mean, "bits_per_byte": mean / math.log(2), "tokens": count}
+    metrics = lm_metrics(model, x, y, batch_size=batch_size)
+    del metrics["loss"]  # the protocol reports `nll`
+    return metrics
 
 
 @torch.inference_mode()

@@ -15,9 +15,13 @@ and a JSON header (format, version, patterns, model name and config). Loading ne
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import json
 import os
-from collections.abc import Iterable, Iterator
+import sys
+import types
+import warnings
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import torch
@@ -73,7 +77,8 @@ def named_weights(model: nn.Module) -> Iterator[tuple[str, nn.Module, str]]:
             yield (f"{mod_fqn}.{name}" if mod_fqn else name), module, name
 
 
-def _mask_of(module: nn.Module, name: str) -> Mask | None:
+def mask_of(module: nn.Module, name: str) -> Mask | None:
+    """The `Mask` parametrization on `module.<name>`, if any (a subclass counts)."""
     if not parametrize.is_parametrized(module, name):
         return None
     return next((p for p in module.parametrizations[name] if isinstance(p, Mask)), None)
@@ -151,7 +156,8 @@ def resolve_targets(
     return [fqn for fqn in found if not _matches(fqn, skipped)]
 
 
-def _lookup(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
+def weights_by_fqn(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
+    """`{parameter FQN: (owning module, tensor name)}`, as `named_weights` lists them."""
     return {fqn: (module, name) for fqn, module, name in named_weights(model)}
 
 
@@ -174,7 +180,7 @@ def attach(
         KeyError: an FQN that names no parameter.
         ValueError: a mask of the wrong shape or with non-boolean values.
     """
-    lookup = _lookup(model)
+    lookup = weights_by_fqn(model)
     patterns = {k: parse_pattern(v) for k, v in (patterns or {}).items()}
     prepared: list[tuple[nn.Module, str, Tensor, Pattern]] = []
     for fqn, mask in masks.items():
@@ -190,12 +196,12 @@ def attach(
             if not ((mask == 0) | (mask == 1)).all():
                 raise ValueError(f"mask for {fqn!r} must be boolean (or 0/1), got other values")
             mask = mask.to(torch.bool)
-        existing = _mask_of(module, name)
+        existing = mask_of(module, name)
         pattern = patterns.get(fqn, existing.pattern if existing else Unstructured())
         prepared.append((module, name, mask.to(weight.device), pattern))
 
     for module, name, mask, pattern in prepared:
-        existing = _mask_of(module, name)
+        existing = mask_of(module, name)
         if existing is None:
             parametrize.register_parametrization(module, name, Mask(mask, pattern), unsafe=True)
         else:
@@ -207,11 +213,11 @@ def attach(
     return model
 
 
-def masks(model: nn.Module) -> dict[str, Tensor]:
+def get_masks(model: nn.Module) -> dict[str, Tensor]:
     """The attached masks, `{parameter FQN: bool mask}` (the buffers themselves, not copies)."""
     out = {}
     for fqn, module, name in named_weights(model):
-        mask = _mask_of(module, name)
+        mask = mask_of(module, name)
         if mask is not None:
             out[fqn] = mask.mask
     return out
@@ -221,16 +227,24 @@ def patterns_of(model: nn.Module) -> dict[str, Pattern]:
     """The pattern recorded with each attached mask, `{parameter FQN: pattern}`."""
     out = {}
     for fqn, module, name in named_weights(model):
-        mask = _mask_of(module, name)
+        mask = mask_of(module, name)
         if mask is not None:
             out[fqn] = mask.pattern
     return out
 
 
+def stored(module: nn.Module, name: str) -> Tensor:
+    """The stored tensor of `module.<name>`: `parametrizations.<name>.original` if masked, else the
+    parameter itself (what an optimizer steps)."""
+    if parametrize.is_parametrized(module, name):
+        return module.parametrizations[name].original
+    return getattr(module, name)
+
+
 def squash(model: nn.Module) -> nn.Module:
     """Bake masks into the weights and remove the parametrizations: a plain dense model again."""
     for _, module, name in list(named_weights(model)):
-        if _mask_of(module, name) is not None:
+        if mask_of(module, name) is not None:
             parametrize.remove_parametrizations(module, name, leave_parametrized=True)
     return model
 
@@ -238,7 +252,7 @@ def squash(model: nn.Module) -> nn.Module:
 # --- checkpoints ------------------------------------------------------------------------------
 
 
-def _plain_state(model: nn.Module) -> dict[str, Tensor]:
+def plain_state(model: nn.Module) -> dict[str, Tensor]:
     """state_dict under plain FQNs: parametrized weights as their (masked) original tensor."""
     state = {}
     for key, value in model.state_dict().items():
@@ -257,8 +271,8 @@ def save(model: nn.Module, path: str | os.PathLike, *, metadata: dict[str, str] 
     from safetensors.torch import save_file
 
     path = Path(path)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in _plain_state(model).items()}
-    for fqn, mask in masks(model).items():
+    tensors = {k: v.detach().contiguous().cpu() for k, v in plain_state(model).items()}
+    for fqn, mask in get_masks(model).items():
         tensors[MASK_PREFIX + fqn] = mask.detach().contiguous().cpu()
     spec = getattr(model, "sparsetorch_spec", None) or {}
     header = {
@@ -305,12 +319,18 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[st
     return tensors, metadata
 
 
-def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
+def load(
+    path: str | os.PathLike,
+    model: nn.Module | None = None,
+    *,
+    build: Callable[..., nn.Module] | None = None,
+) -> nn.Module:
     """Load a checkpoint written by `save` into `model`, attaching its masks.
 
     With `model=None` the model is rebuilt from the checkpoint's header when it names a
-    registered model (`sparsetorch.create_model`). Everything is checked before the model is
-    touched, so a bad file leaves it unchanged.
+    registered model: `build(name, **config)` makes it (`sparsetorch.load` passes
+    `sparsetorch.models.create_model`; the core does not import the models layer). Everything is
+    checked before the model is touched, so a bad file leaves it unchanged.
 
     Raises:
         ValueError: corrupt file, missing/unexpected tensors, shape mismatches, non-bool masks.
@@ -319,9 +339,17 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
     if model is None:
         if not metadata.get("model"):
             raise ValueError(f"checkpoint {str(path)!r} names no registered model: pass model=...")
-        from sparsetorch.models import create_model
-
-        model = create_model(metadata["model"], **json.loads(metadata.get("model_config") or "{}"))
+        if build is None:
+            warnings.warn(
+                "sparsetorch.masks.load(path) without a model is deprecated: call sparsetorch.load(path), "
+                "which rebuilds the registered model",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            # A run-time lookup through the public face, not an import: the core does not import
+            # the models layer (see the layer contract). Goes with this deprecated path.
+            build = importlib.import_module("sparsetorch").create_model
+        model = build(metadata["model"], **json.loads(metadata.get("model_config") or "{}"))
     try:
         pattern_map = json.loads(metadata.get("patterns") or "{}")
     except json.JSONDecodeError as err:
@@ -329,7 +357,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
 
     mask_tensors = {k[len(MASK_PREFIX) :]: v for k, v in tensors.items() if k.startswith(MASK_PREFIX)}
     plain = {k: v for k, v in tensors.items() if not k.startswith(MASK_PREFIX)}
-    expected = {k: v for k, v in _plain_state(model).items()}
+    expected = {k: v for k, v in plain_state(model).items()}
     missing, unexpected = sorted(set(expected) - set(plain)), sorted(set(plain) - set(expected))
     if missing or unexpected:
         raise ValueError(
@@ -356,18 +384,45 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
 
 
 def copy_plain_state(model: nn.Module, plain: dict[str, Tensor]) -> None:
-    """Copy tensors keyed by plain FQNs (see `_plain_state`) into the model's weights and buffers."""
-    lookup = _lookup(model)
+    """Copy tensors keyed by plain FQNs (see `plain_state`) into the model's weights and buffers."""
+    lookup = weights_by_fqn(model)
     with torch.no_grad():
         for key, value in plain.items():
             if key in lookup:
                 module, name = lookup[key]
                 target = (
-                    module.parametrizations[name].original
-                    if _mask_of(module, name)
-                    else getattr(module, name)
+                    module.parametrizations[name].original if mask_of(module, name) else getattr(module, name)
                 )
             else:  # a buffer
                 owner, _, name = key.rpartition(".")
                 target = model.get_submodule(owner).get_buffer(name) if owner else model.get_buffer(name)
             target.copy_(value)
+
+
+# --- deprecated names (one release) -----------------------------------------------------------
+
+
+def masks(model: nn.Module) -> dict[str, Tensor]:
+    """Deprecated alias of `get_masks` (the name `sparsetorch.masks` is this module)."""
+    warnings.warn(
+        "sparsetorch.masks.masks(model) is deprecated: use sparsetorch.get_masks(model)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return get_masks(model)
+
+
+class _CallableModule(types.ModuleType):
+    """This module, callable for one release: `sparsetorch.masks(model)` was a function."""
+
+    def __call__(self, model: nn.Module) -> dict[str, Tensor]:
+        warnings.warn(
+            "sparsetorch.masks(model) is deprecated: use sparsetorch.get_masks(model) "
+            "(sparsetorch.masks is the module)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return get_masks(model)
+
+
+sys.modules[__name__].__class__ = _CallableModule

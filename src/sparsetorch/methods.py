@@ -1,9 +1,10 @@
-"""The method base class and the registries of methods, one per kind.
+"""The method base class and the registries of methods, one per kind (core: imports no axis).
 
 A method is a small lifecycle object configured by a frozen dataclass with the paper's defaults,
-validated in `__post_init__`. Each kind of method (one-shot pruning now; training, activation,
-routing ... as they land) has its own typed `Registry`, listed here so that `create_method` and
-`list_methods` see them all.
+validated in `__post_init__`. Each kind of method (pruning, training, search ...) has its own typed
+`Registry` in `REGISTRIES`; the axis subpackages fill them at import. Finding and creating methods
+across every kind (`list_methods`, `create_method`) is `sparsetorch.discovery`'s job, which sits
+above the axes; the names here are deprecated aliases of it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, ClassVar
 
+from sparsetorch._deprecation import moved
 from sparsetorch.registry import Registry
 
 
@@ -58,39 +60,14 @@ def method_registry(kind: str) -> Registry[type[Method]]:
     return REGISTRIES[kind]
 
 
-def _load_all() -> None:
-    # Importing the subpackages fills their registries.
-    import sparsetorch.pruning
-    import sparsetorch.search
-    import sparsetorch.training  # noqa: F401
-
-
-def list_methods(pattern: str = "*", *, kind: str | None = None) -> list[str]:
-    """Sorted names of registered methods matching the glob `pattern` (optionally of one kind)."""
-    _load_all()
-    kinds = [kind] if kind else list(REGISTRIES)
-    return sorted({n for k in kinds for n in method_registry(k).list(pattern)})
-
-
-def method_kind(name: str) -> str:
-    """The kind of the method registered as `name` ("pruning", ...).
-
-    Raises:
-        KeyError: unknown method, with the closest names suggested.
-    """
-    _load_all()
-    for kind, registry in REGISTRIES.items():
-        if name in registry:
-            return kind
-    everything = Registry[type[Method]]("method")
-    for registry in REGISTRIES.values():
-        for n, cls in registry.items():
-            everything.register(n, cls)
-    everything.get(name)  # raises with "did you mean"
-    raise AssertionError("unreachable")
-
-
-def create_method(name: str, **config: Any) -> Method:
-    """Instantiate the method registered as `name` with config overrides (keyword arguments)."""
-    kind = method_kind(name)
-    return method_registry(kind).get(name)(**config)
+# Discovery moved to `sparsetorch.discovery` (above the axes); these names reach it for one release,
+# looked up at run time: the core must not import the discovery layer, which imports every axis.
+__getattr__ = moved(
+    __name__,
+    {
+        "list_methods": "sparsetorch.discovery.list_methods",
+        "create_method": "sparsetorch.discovery.create_method",
+        "method_kind": "sparsetorch.discovery.method_kind",
+        "_load_all": "sparsetorch.discovery.load_all",
+    },
+)

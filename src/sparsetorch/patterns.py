@@ -14,7 +14,8 @@ A pattern says which shapes of sparsity are allowed:
 `round(sparsity * size)` elements of each comparison group (the tensor, or each row with
 `group="row"`), and equal scores are broken by position (the earlier element is kept), so ties
 never make it keep more or fewer than asked. Structured patterns score a block or channel by the
-sum of its elements' scores.
+sum of its elements' scores. `keep_top(scores, k, dim)` is that tie rule on its own, shared by every
+top-k in the library.
 """
 
 from __future__ import annotations
@@ -210,16 +211,32 @@ def select(
     return keep.reshape(view).expand(scores.shape).clone()
 
 
+def keep_top(scores: Tensor, k: int, dim: int = -1) -> Tensor:
+    """Bool mask of the `k` highest `scores` in each slice along `dim`; ties keep the earlier element.
+
+    The library's one top-k rule: `select`, the training methods' masks and k-WTA all use it, so
+    each slice has exactly `k` True entries whatever the ties (k = 0 keeps none, k = n all).
+    Scores must not be NaN: callers reject them (`select`) or map them to -inf (k-WTA).
+
+    Raises:
+        ValueError: `k` is not an integer in [0, n] for n = `scores.shape[dim]`.
+    """
+    if scores.dim() == 0:
+        return keep_top(scores.reshape(1), k, dim=0).reshape(())
+    n = scores.shape[dim]
+    if isinstance(k, bool) or not isinstance(k, int) or not 0 <= k <= n:
+        raise ValueError(f"k must be an integer in [0, {n}] (the size of dim {dim}), got {k!r}")
+    s = scores.detach().movedim(dim, -1)
+    if k in (0, n):
+        return torch.full(s.shape, k == n, dtype=torch.bool, device=s.device).movedim(-1, dim)
+    kth = s.topk(k, dim=-1, sorted=True).values[..., -1:]  # (..., 1): the k-th highest score
+    above = s > kth
+    tie = s == kth
+    need = k - above.sum(-1, keepdim=True)  # how many tied entries still win
+    keep = above | (tie & (tie.cumsum(-1) <= need))  # the first `need` ties in index order
+    return keep.movedim(-1, dim)
+
+
 def _keep_top(rows: Tensor, sparsity: float) -> Tensor:
-    """Per row of a 2-D tensor, keep all but the `n_pruned` lowest; ties keep the earlier element."""
-    size = rows.shape[1]
-    drop = n_pruned(size, sparsity)
-    keep = torch.ones_like(rows, dtype=torch.bool)
-    if drop == 0:
-        return keep
-    # A stable ascending sort puts the lowest first and, among equal scores, the earlier element
-    # first; dropping the first `drop` positions would drop earlier elements on ties, so sort the
-    # reversed rows and map back, which keeps the earlier of two equal scores.
-    order = torch.sort(rows.flip(1), dim=1, stable=True).indices[:, :drop]
-    keep.scatter_(1, size - 1 - order, False)
-    return keep
+    """Per row of a 2-D tensor, keep all but the `n_pruned` lowest."""
+    return keep_top(rows, rows.shape[1] - n_pruned(rows.shape[1], sparsity), dim=1)

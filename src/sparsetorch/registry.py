@@ -1,4 +1,8 @@
-"""One typed registry per kind of thing: methods per axis, models, datasets, papers.
+"""One typed registry per kind of thing (methods per axis, models, datasets, papers) and the axes.
+
+`Axis` is the library's one taxonomy: the four axes along which a network skips work
+(connections, activations, routes, time) plus the foundations they rest on and the execution
+layer. Methods, papers, docs and folders are all filed under it.
 
 A `Registry[T]` maps a name to a `T` (usually a class or a factory). Names are lower-case and
 hyphenated (`"random-pruning"`, `"lenet-300-100"`). Getting an unknown name raises a `KeyError`
@@ -10,10 +14,53 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
+import warnings
 from collections.abc import Callable, Iterator
+from enum import Enum
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+
+
+class Axis(str, Enum):
+    """Where a method's or paper's sparsity lives: the four axes, the foundations and execution."""
+
+    CONNECTIONS = "connections"
+    ACTIVATIONS = "activations"
+    ROUTES = "routes"
+    TIME = "time"
+    FOUNDATIONS = "foundations"
+    EXECUTION = "execution"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def _missing_(cls, value: object) -> Axis | None:
+        # The two supporting groups that merged into "foundations"; accepted for one release.
+        if value in _RETIRED_AXES:
+            warnings.warn(
+                f"axis {value!r} is now 'foundations'; the old name goes in the next release",
+                DeprecationWarning,
+                stacklevel=3,
+            )
+            return cls.FOUNDATIONS
+        return None
+
+
+_RETIRED_AXES = ("representations", "architecture")
+
+AXIS_DESCRIPTIONS: dict[Axis, str] = {
+    Axis.CONNECTIONS: "which weights exist: pruning, sparse training, structured (N:M, group) sparsity, "
+    "sparse architecture search",
+    Axis.ACTIVATIONS: "which units fire: k-WTA, top-k, thresholding, temporal deltas, sparse MLP codes",
+    Axis.ROUTES: "which experts, tokens, channels, keys, adapters or models are computed: MoE, token "
+    "skipping, sparse attention, model routing",
+    Axis.TIME: "which steps carry events: spiking neurons, spike-based learning, temporal dynamics",
+    Axis.FOUNDATIONS: "what the axes rest on: sparse distributed representations, sparse coding, "
+    "sparse-input topologies",
+    Axis.EXECUTION: "turning sparsity into saved time, memory and energy: formats, kernels, hardware",
+}
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.:-]*$")
 

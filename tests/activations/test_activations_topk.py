@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from sparsetorch.activations.kwta import kwinners
 from sparsetorch.activations.topk import TopK, topk_activation
 
 
@@ -27,7 +28,14 @@ def test_relu_variant_equals_topk_of_relu():
 
 def test_ties_go_to_lowest_index():
     x = torch.tensor([[1.0, 2.0, 2.0, 2.0, 1.0]])
-    assert topk_activation(x, 2).tolist() == [[0.0, 2.0, 2.0, 0.0, 0.0]]
+    assert kwinners(x, 2).tolist() == [[0.0, 2.0, 2.0, 0.0, 0.0]]
+
+
+def test_topk_activation_is_a_deprecated_alias_of_kwinners():
+    x = torch.randn(4, 9, generator=torch.Generator().manual_seed(4))
+    with pytest.warns(DeprecationWarning, match="kwinners"):
+        old = topk_activation(x, 3, relu=True)
+    assert torch.equal(old, kwinners(x, 3, relu=True))
 
 
 def test_gradient_flows_only_through_kept_entries():

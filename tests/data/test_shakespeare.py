@@ -101,3 +101,15 @@ def test_corrupt_tarball(tmp_path):
 def test_bad_split(fake_tarball):
     with pytest.raises(ValueError, match="split"):
         load_shakespeare("validation", path=fake_tarball)
+
+
+def test_byte_windows_are_every_block_plus_one_bytes():
+    from sparsetorch.data.shakespeare import byte_ids, byte_windows, shakespeare_windows
+
+    assert byte_ids("aé").tolist() == [97, 195, 169] and byte_ids("").shape == (0,)
+    windows = byte_windows("abcdef", 3)  # 6 bytes -> 3 windows of 4
+    assert windows.tolist() == [[97, 98, 99, 100], [98, 99, 100, 101], [99, 100, 101, 102]]
+    with pytest.raises(ValueError, match="too short for windows of 6 tokens"):
+        byte_windows("abcdef", 5)
+    train, val = shakespeare_windows(2, text=("hello", "world!"))
+    assert train.shape == (3, 3) and val.shape == (4, 3)

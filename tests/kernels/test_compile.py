@@ -17,10 +17,10 @@ from sparsetorch.kernels import (
     load_compiled,
     save_compiled,
     sparse_layers,
-    squash,
+    to_dense,
 )
 from sparsetorch.kernels.module import SparseLinear
-from sparsetorch.masks import attach, masks
+from sparsetorch.masks import attach, get_masks
 from tests.kernels.kernels_testutil import random_layer
 
 
@@ -49,7 +49,7 @@ X = torch.randn(7, 48, generator=torch.Generator().manual_seed(3))
 def test_compile_and_decompile_keep_outputs(fmt):
     model = _pruned()
     ref = model(X)
-    before = {k: v.clone() for k, v in masks(model).items()}
+    before = {k: v.clone() for k, v in get_masks(model).items()}
     compile(model, formats=fmt, batch=(1, 8))
     assert set(sparse_layers(model)) == {"0", "2"}
     with torch.no_grad():
@@ -57,7 +57,7 @@ def test_compile_and_decompile_keep_outputs(fmt):
         torch.testing.assert_close(model(X[:1]), ref[:1], rtol=1e-4, atol=1e-5)
     decompile(model)
     assert not sparse_layers(model)
-    assert all(torch.equal(masks(model)[k], v) for k, v in before.items())
+    assert all(torch.equal(get_masks(model)[k], v) for k, v in before.items())
     torch.testing.assert_close(model(X), ref, rtol=1e-4, atol=1e-5)
 
 
@@ -76,12 +76,23 @@ def test_compile_2_4_and_block_formats():
     torch.testing.assert_close(model(X), ref, rtol=1e-4, atol=1e-5)
 
 
-def test_squash_gives_plain_dense_model():
+def test_to_dense_gives_plain_dense_model():
     model = _pruned()
     ref = model(X)
-    squash(compile(model, formats="bitmask"))
-    assert not masks(model) and not sparse_layers(model)
+    to_dense(compile(model, formats="bitmask"))
+    assert not get_masks(model) and not sparse_layers(model)
     assert all(type(m) in (nn.Linear, nn.ReLU, nn.Sequential) for m in model.modules())
+    torch.testing.assert_close(model(X), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_squash_is_a_deprecated_alias_of_to_dense():
+    import sparsetorch.kernels as K
+
+    model = _pruned()
+    ref = model(X)
+    with pytest.warns(DeprecationWarning, match="to_dense"):
+        K.squash(compile(model, formats="bitmask"))
+    assert not get_masks(model) and not sparse_layers(model)
     torch.testing.assert_close(model(X), ref, rtol=1e-4, atol=1e-5)
 
 
@@ -279,7 +290,7 @@ def test_training_step_keeps_structure_and_matches_dense():
         warnings.simplefilter("ignore")
         torch.testing.assert_close(sparse(X), dense(X), rtol=1e-4, atol=1e-4)
     decompile(sparse)
-    assert all(torch.equal(masks(sparse)[k], v) for k, v in masks(dense).items())
+    assert all(torch.equal(get_masks(sparse)[k], v) for k, v in get_masks(dense).items())
 
 
 def test_prune_then_compile_lenet():

@@ -12,7 +12,7 @@ from torch import nn
 
 import sparsetorch as st
 from sparsetorch.kernels import compile, cuda, decompile
-from sparsetorch.masks import attach, masks
+from sparsetorch.masks import attach, get_masks
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -26,11 +26,11 @@ def _model(pattern: str, *, dtype=torch.float16, device="cuda", dims=(512, 1024,
 
 def test_cpu_layers_are_refused_by_the_cuda_compiler():
     model = _model("2:4", dtype=torch.float32, device="cpu")
-    before = {k: v.clone() for k, v in masks(model).items()}
+    before = {k: v.clone() for k, v in get_masks(model).items()}
     with pytest.raises(ValueError, match="needs CUDA layers"):
         cuda.compile(model, formats="2:4")
     assert isinstance(model[0], nn.Linear)
-    assert all(torch.equal(before[k], v) for k, v in masks(model).items())
+    assert all(torch.equal(before[k], v) for k, v in get_masks(model).items())
 
 
 def test_unknown_cuda_format_is_named():
@@ -56,7 +56,7 @@ def test_compiled_outputs_equal_masked_dense(pattern, fmt):
 @gpu
 def test_decompile_restores_masks_and_outputs():
     model = _model("2:4")
-    before = {k: v.cpu().clone() for k, v in masks(model).items()}
+    before = {k: v.cpu().clone() for k, v in get_masks(model).items()}
     x = torch.randn(64, 512, device="cuda", dtype=torch.float16)
     with torch.no_grad():
         ref = model(x)
@@ -64,7 +64,7 @@ def test_decompile_restores_masks_and_outputs():
         decompile(model)
         out = model(x)
     assert isinstance(model[0], nn.Linear)
-    after = {k: v.cpu() for k, v in masks(model).items()}
+    after = {k: v.cpu() for k, v in get_masks(model).items()}
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     torch.testing.assert_close(out, ref)
 
@@ -99,6 +99,6 @@ def test_bsr_needs_a_block_mask():
     model = _model("unstructured")
     with pytest.raises(ValueError, match="not 16x16 block-structured"):
         compile(model, formats="bsr16x16")
-    attach(model, {k: torch.ones_like(v) for k, v in masks(model).items()})
+    attach(model, {k: torch.ones_like(v) for k, v in get_masks(model).items()})
     compile(model, formats="bsr16x16")  # a dense mask is trivially blocked
     assert isinstance(model[0], cuda.CudaSparseLinear)

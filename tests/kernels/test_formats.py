@@ -10,17 +10,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sparsetorch.kernels import formats as F
+from sparsetorch.kernels import validate as V
 from tests.kernels.kernels_testutil import random_layer
 
 SHAPES = st.tuples(st.integers(1, 70), st.integers(1, 90))
 
 
 def _roundtrip(fmt: F.Format, weight: torch.Tensor, mask: torch.Tensor) -> None:
-    F.validate(fmt)
+    V.validate(fmt)
     assert torch.equal(fmt.to_dense(), torch.where(mask, weight, 0.0))
     assert torch.equal(fmt.mask(), mask)
     assert torch.equal(fmt.to_dense().flatten()[fmt.positions()], fmt.stored_values())
-    rebuilt = F.from_tensors(fmt.meta(), fmt.tensors())
+    rebuilt = V.from_tensors(fmt.meta(), fmt.tensors())
     assert torch.equal(rebuilt.to_dense(), fmt.to_dense())
 
 
@@ -98,7 +99,7 @@ def test_formats_that_do_not_fit_raise():
         F.BlockSparse.from_dense(weight, mask, bh=4, bw=4)
     with pytest.raises(ValueError, match="divisible"):
         F.BlockSparse.from_dense(weight, mask, bh=3, bw=4)
-    assert F.fits("nm", mask) is not None and F.fits("bitmask", mask) is None
+    assert V.fits("nm", mask) is not None and V.fits("bitmask", mask) is None
     with pytest.raises(ValueError, match="65536"):
         F.CSR.from_dense(torch.zeros(1, 70000), None, index_bits=16)
 
@@ -113,7 +114,7 @@ def test_wrong_dtype_device_shape_raise():
     with pytest.raises(ValueError, match="mask shape"):
         F.CSR.from_dense(torch.randn(4, 4), torch.ones(4, 5, dtype=torch.bool))
     with pytest.raises(ValueError, match="unknown format"):
-        F.build("coo", torch.randn(4, 4))
+        V.build("coo", torch.randn(4, 4))
 
 
 def test_validate_catches_corruption():
@@ -123,11 +124,11 @@ def test_validate_catches_corruption():
     bad["cols"] = bad["cols"].clone()
     bad["cols"][0] = 1000
     with pytest.raises(ValueError, match="out of range"):
-        F.from_tensors(fmt.meta(), bad)
+        V.from_tensors(fmt.meta(), bad)
     bm = F.Bitmask.from_dense(weight, mask)
     bad = dict(bm.tensors())
     bad["row_ptr"] = bad["row_ptr"].flip(0).contiguous()
     with pytest.raises(ValueError, match="corrupt"):
-        F.from_tensors(bm.meta(), bad)
+        V.from_tensors(bm.meta(), bad)
     with pytest.raises(ValueError, match="unknown format"):
-        F.from_tensors({"format": "nope"}, {})
+        V.from_tensors({"format": "nope"}, {})

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from sparsetorch.evaluation import logits_of
 from sparsetorch.masks import head_fqns, resolve_targets
 from sparsetorch.models import MODELS, ModelSpec, create_model, list_models
 from sparsetorch.models.resnet import ResNet
@@ -19,7 +20,14 @@ def params(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def test_registered_names():
-    assert set(list_models()) >= {"lenet-300-100", "lenet-5", "resnet-20", "gpt-tiny", "minilm-l6"}
+    assert set(list_models()) >= {
+        "lenet-300-100",
+        "lenet-5",
+        "resnet-20",
+        "gpt-tiny",
+        "minilm-l6",
+        "moe-gpt-tiny",
+    }
     assert list_models("lenet-*") == ["lenet-300-100", "lenet-5"]
     assert all(isinstance(spec, ModelSpec) and spec.name == name for name, spec in MODELS.items())
 
@@ -34,7 +42,7 @@ def test_builds_and_forward_shape(name):
     spec = MODELS.get(name)
     model = create_model(name, seed=0)
     x = spec.example_input(3, generator=torch.Generator().manual_seed(0))
-    out = model(x)
+    out = logits_of(model(x))  # MoEGPT returns MoEGPTOutput(logits, aux_loss, aux)
     assert out.shape == OUTPUTS[spec.task](x)
     assert torch.isfinite(out).all()
 

@@ -1,4 +1,4 @@
-"""The catalog: all 53 papers of papers.md, their registry entry points and the docs table."""
+"""The catalog: all 53 papers of papers.md (plus the RigL reference), their entry points and the docs."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sparsetorch.papers import (
     PAPERS,
     SCALES,
     Axis,
+    entry_points,
     get_paper,
     list_papers,
     papers_markdown,
@@ -36,16 +37,18 @@ def _papers_md_rows() -> dict[str, tuple[int, str, datetime.date]]:
     return rows
 
 
-def test_exactly_53_papers_indexed_1_to_53() -> None:
-    assert len(PAPERS) == 53
-    assert [p.index for p in list_papers()] == list(range(1, 54))
+def test_exactly_53_seed_papers_indexed_1_to_53_then_the_references() -> None:
+    seeds = [p for p in list_papers() if p.seed]
+    assert [p.index for p in seeds] == list(range(1, 54))
+    assert [p.key for p in list_papers() if not p.seed] == ["rigl"]
+    assert get_paper("rigl").index == 54 and get_paper("rigl").status == "implemented"
 
 
 @pytest.mark.skipif(not PAPERS_MD.exists(), reason=f"{PAPERS_MD} not present")
 def test_catalog_matches_papers_md() -> None:
     rows = _papers_md_rows()
     assert len(rows) == 53
-    assert set(PAPERS.list()) == set(rows)
+    assert {p.key for p in list_papers() if p.seed} == set(rows)
     for key, (index, title, date) in rows.items():
         paper = get_paper(key)
         assert (paper.index, paper.title, paper.date) == (index, title, date), key
@@ -104,7 +107,7 @@ def test_papers_table_renders() -> None:
     console = Console(width=200, record=True)
     console.print(papers_table())
     text = console.export_text()
-    for header in ("#", "key", "axis", "status", "title"):
+    for header in ("#", "key", "axis", "status", "entry points", "title"):
         assert header in text
     assert "routing-transformer" in text and "planned" in text
     assert get_paper("elm-neuron").title not in text  # long titles are truncated
@@ -114,7 +117,7 @@ def test_papers_table_renders() -> None:
 
 def test_markdown_has_one_row_per_paper() -> None:
     rows = [line for line in papers_markdown().splitlines() if re.match(r"^\| \d+ \| `", line)]
-    assert len(rows) == 53
+    assert len(rows) == len(PAPERS) == 54
     assert all(line.count(" | ") == 5 for line in rows)
 
 
@@ -125,3 +128,44 @@ def test_docs_papers_md_in_sync() -> None:
         f"{DOCS} is out of date with the paper registry; regenerate it from the repository root with: "
         "PYTHONPATH=src python -m sparsetorch.papers > docs/papers.md"
     )
+
+
+def test_axes_are_the_four_plus_foundations_and_execution() -> None:
+    assert [a.value for a in Axis] == [
+        "connections",
+        "activations",
+        "routes",
+        "time",
+        "foundations",
+        "execution",
+    ]
+    for retired in ("representations", "architecture"):
+        with pytest.warns(DeprecationWarning, match="foundations"):
+            assert Axis(retired) is Axis.FOUNDATIONS
+    assert get_paper("dass").axis is Axis.CONNECTIONS  # search lives on the connections axis
+
+
+@pytest.mark.parametrize("key", [p.key for p in list_papers() if p.status == "implemented"])
+def test_every_implemented_paper_resolves_to_its_entry_points(key: str) -> None:
+    found = entry_points(paper=key)
+    assert found, f"paper {key!r} has a reproduction but nothing a user can call"
+    for entry in found:
+        assert entry.paper == key
+        module, _, name = entry.target.partition(":")
+        obj = importlib.import_module(module)
+        for part in name.split("."):
+            obj = getattr(obj, part)
+
+
+def test_each_entry_is_claimed_by_one_paper() -> None:
+    claims = [(e.kind, e.name) for e in entry_points() if e.paper]
+    assert len(claims) == len(set(claims))
+    # The one-shot `random` pruner is a classic baseline; the paper's method is the training one.
+    assert [(e.kind, e.name) for e in entry_points(paper="random-pruning")] == [
+        ("training", "random-pruning")
+    ]
+    assert [e.name for e in entry_points(paper="rigl")] == ["rigl"]
+    assert [e.kind for e in entry_points(paper="sparse-model-soups")] == ["driver"]
+    assert [e.kind for e in entry_points(paper="sparse-ift")] == ["transform"]
+    with pytest.raises(KeyError, match="did you mean 'rigl'"):
+        entry_points(paper="rigll")

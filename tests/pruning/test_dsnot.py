@@ -288,7 +288,7 @@ def test_prune_integration():
     calibration = torch.randn(64, 16, generator=torch.Generator().manual_seed(1)) + 1.0
     model = mlp()
     report = st.prune(model, "dsnot", 0.6, calibration=calibration)
-    masks = st.masks(model)
+    masks = st.get_masks(model)
     assert set(masks) == {"0.weight", "2.weight"}
     for mask in masks.values():
         assert ((~mask).sum(1) == round(0.6 * mask.shape[1])).all()
@@ -300,10 +300,10 @@ def test_prune_integration():
     base, zero = mlp(), mlp()
     st.prune(base, "wanda", 0.6, calibration=calibration)
     st.prune(zero, "dsnot", 0.6, calibration=calibration, max_cycle_time=0)
-    assert all(torch.equal(st.masks(zero)[k], st.masks(base)[k]) for k in masks)
-    assert any(not torch.equal(masks[k], st.masks(base)[k]) for k in masks)
+    assert all(torch.equal(st.get_masks(zero)[k], st.get_masks(base)[k]) for k in masks)
+    assert any(not torch.equal(masks[k], st.get_masks(base)[k]) for k in masks)
 
     nm = mlp()
     st.prune(nm, "dsnot", pattern="2:4", sparsity=None, calibration=calibration)
-    for mask in st.masks(nm).values():
+    for mask in st.get_masks(nm).values():
         assert (mask.reshape(mask.shape[0], -1, 4).sum(-1) == 2).all()

@@ -192,12 +192,12 @@ def test_prune_mlp_and_tiny_gpt():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(), nn.Linear(16, 4))
     rep = st.prune(model, "icbs", 0.5, calibration=torch.randn(64, 16), iterations=2)
-    for mask in st.masks(model).values():
+    for mask in st.get_masks(model).values():
         assert ((~mask).sum(1) == mask.shape[1] // 2).all()
     assert all(r.error is not None and 0 <= r.error < 1 for r in rep.layers)
 
     gpt = create_model("gpt-tiny", n_layer=2, d_model=32, n_head=2, block_size=16, seed=0)
     rep = st.prune(gpt, "icbs", pattern="2:4", calibration=torch.randint(0, 256, (8, 16)), iterations=1)
-    masks = st.masks(gpt)
+    masks = st.get_masks(gpt)
     assert masks and all((m.reshape(m.shape[0], -1, 4).sum(-1) == 2).all() for m in masks.values())
     assert torch.isfinite(gpt(torch.randint(0, 256, (2, 16)))).all()

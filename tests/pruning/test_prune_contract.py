@@ -51,13 +51,13 @@ def test_achieved_sparsity_equals_target_and_outputs_finite(method, pattern, spa
     if pattern == "unstructured" and group == "tensor":  # overall exact; layers absorb rounding
         assert rep.report.params - rep.report.nonzeros == n_pruned(rep.report.params, sparsity)
     elif pattern == "unstructured":  # per-row methods: every row exact
-        for fqn, mask in st.masks(model).items():
+        for fqn, mask in st.get_masks(model).items():
             assert ((~mask).sum(1) == n_pruned(mask.shape[1], sparsity)).all(), fqn
     else:  # each layer prunes exactly round(sparsity * size), in whole groups
         for r in rep.report.layers:
             assert r.params - r.nonzeros == n_pruned(r.params, sparsity)
     assert torch.isfinite(model(torch.randn(3, 16))).all()
-    assert set(st.masks(model)) == {"0.weight", "2.weight"}
+    assert set(st.get_masks(model)) == {"0.weight", "2.weight"}
     assert all(r.error is not None and 0.0 <= r.error < 10 for r in rep.layers)
 
 
@@ -86,7 +86,7 @@ def test_same_seed_same_masks_and_squash_keeps_outputs(method):
     a, b = net(), net()
     prune(a, method, 0.6)
     prune(b, method, 0.6)
-    assert all(torch.equal(st.masks(a)[k], st.masks(b)[k]) for k in st.masks(a))
+    assert all(torch.equal(st.get_masks(a)[k], st.get_masks(b)[k]) for k in st.get_masks(a))
     x = torch.randn(5, 16)
     before = a(x)
     st.squash(a)
@@ -98,7 +98,7 @@ def snapshot(model):
 
 
 def unchanged(model, state):
-    return st.masks(model) == {} and all(torch.equal(state[k], v) for k, v in model.state_dict().items())
+    return st.get_masks(model) == {} and all(torch.equal(state[k], v) for k, v in model.state_dict().items())
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -132,7 +132,7 @@ def test_nan_weights_raise_and_model_unchanged(method):
     state = snapshot(model)
     with pytest.raises(ValueError, match="NaN"):
         prune(model, method, 0.5)
-    assert st.masks(model) == {} and all(
+    assert st.get_masks(model) == {} and all(
         torch.allclose(state[k], v, equal_nan=True) for k, v in model.state_dict().items()
     )
 
@@ -160,12 +160,12 @@ def test_magnitude_keeps_largest_and_random_depends_on_seed():
     model = net()
     w = model[0].weight.detach().abs().clone()
     st.prune(model, "magnitude", 0.5, targets="0")
-    kept = st.masks(model)["0.weight"]
+    kept = st.get_masks(model)["0.weight"]
     assert w[kept].min() >= w[~kept].max()
     a, b = net(), net()
     st.prune(a, "random", 0.5, seed=1)
     st.prune(b, "random", 0.5, seed=2)
-    assert not torch.equal(st.masks(a)["0.weight"], st.masks(b)["0.weight"])
+    assert not torch.equal(st.get_masks(a)["0.weight"], st.get_masks(b)["0.weight"])
 
 
 def test_unknown_method_and_options():
@@ -197,5 +197,5 @@ def test_calibration_without_errors_skips_the_block_passes_for_data_free_methods
     st.prune(plain, "magnitude", 0.5)
     assert calls == []  # no calibration forward passes
     assert rep.mean_error is None
-    expected = st.masks(plain)
-    assert all(torch.equal(mask, expected[fqn]) for fqn, mask in st.masks(model).items())
+    expected = st.get_masks(plain)
+    assert all(torch.equal(mask, expected[fqn]) for fqn, mask in st.get_masks(model).items())

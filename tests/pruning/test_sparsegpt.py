@@ -184,7 +184,7 @@ def test_prune_mlp_and_tiny_gpt():
 
     gpt = create_model("gpt-tiny", n_layer=2, d_model=32, n_head=2, block_size=16, seed=0)
     rep = st.prune(gpt, "sparsegpt", pattern="2:4", calibration=torch.randint(0, 256, (8, 16)))
-    masks = st.masks(gpt)
+    masks = st.get_masks(gpt)
     assert masks and all((m.reshape(m.shape[0], -1, 4).sum(-1) == 2).all() for m in masks.values())
     assert all(r.error is not None and r.error < 1 for r in rep.layers)
     assert torch.isfinite(gpt(torch.randint(0, 256, (2, 16)))).all()

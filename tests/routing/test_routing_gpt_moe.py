@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from sparsetorch.models.gpt import Block, GPTConfig
+from sparsetorch.models.moe_gpt import MoEBlock, MoEGPT, MoEGPTConfig, post_moe_layers
+from sparsetorch.models.moe_train import train_moe_gpt
 from sparsetorch.routing import MoE
-from sparsetorch.routing.gpt_moe import MoEBlock, MoEGPT, MoEGPTConfig, post_moe_layers, train_moe_gpt
 
 SMALL = GPTConfig(d_model=32, n_layer=3, n_head=2, block_size=16)
 B, S, CUT = 2, 16, 9
@@ -180,3 +181,17 @@ def test_bad_input_is_refused():
     with pytest.raises(ValueError, match="log_every"):
         train_moe_gpt(config=_cfg(), steps=1, log_every=0, text=TEXT)
     assert isinstance(MoEGPT(_cfg()).blocks[0].moe, MoE)
+
+
+@pytest.mark.parametrize("name", ["MoEGPT", "MoEGPTConfig", "MoEBlock", "post_moe_layers", "train_moe_gpt"])
+def test_old_routing_names_are_deprecated_aliases(name):
+    import sparsetorch.models.moe_gpt
+    import sparsetorch.models.moe_train
+    import sparsetorch.routing.gpt_moe as old
+
+    with pytest.warns(DeprecationWarning, match=f"gpt_moe.{name} is deprecated"):
+        alias = getattr(old, name)
+    new = getattr(sparsetorch.models.moe_gpt, name, None) or getattr(sparsetorch.models.moe_train, name)
+    assert alias is new
+    with pytest.raises(AttributeError):
+        old.not_a_name  # noqa: B018

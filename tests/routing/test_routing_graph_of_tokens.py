@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from sparsetorch.models.gpt import GPTConfig
+from sparsetorch.models.moe_gpt import MoEGPTConfig
+from sparsetorch.models.moe_variants import graph_moe_gpt
 from sparsetorch.routing import GATES, MoE, top_k_gating
-from sparsetorch.routing.gpt_moe import MoEGPTConfig
 from sparsetorch.routing.graph_of_tokens import (
     AttentionAwareGate,
     SimilarityAwareGate,
     attention_with_weights,
     causal_attention_graph,
-    graph_moe_gpt,
     graph_smoothed_gating,
     sequence_moe,
     similarity_graph,

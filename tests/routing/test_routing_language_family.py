@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from sparsetorch.models.gpt import GPTConfig
+from sparsetorch.models.moe_gpt import MoEBlock, MoEGPTConfig, post_moe_layers
+from sparsetorch.models.moe_variants import FamilyMoEGPT
 from sparsetorch.routing import GATES, MoE
-from sparsetorch.routing.gpt_moe import MoEBlock, MoEGPTConfig, post_moe_layers
 from sparsetorch.routing.language_family import (
-    FamilyMoEGPT,
     ForcedExpertGate,
     family_ids,
     forced_expert_gating,

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from sparsetorch.models.gpt import GPT, GPTConfig
-from sparsetorch.routing.gpt_moe import MoEGPT, MoEGPTConfig
+from sparsetorch.models.moe_gpt import MoEGPT, MoEGPTConfig
 from sparsetorch.routing.oracle import (
     answer_logits,
     forced_last_token,

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from sparsetorch.masks import masks as attached_masks
+from sparsetorch.masks import get_masks as attached_masks
+from sparsetorch.models import create_model
 from sparsetorch.search import SEARCHES, Dass
 from sparsetorch.search.dass import candidate_counts, discretize, magnitude_masks, soft_mask
 from tests.search.search_testutil import Tripwire, space, splits
@@ -16,7 +17,7 @@ from tests.search.search_testutil import Tripwire, space, splits
 def _run(seed: int = 0, sparsity: float = 0.8, **overrides):
     train, val, _ = splits()
     sp = space(sparsity, node_fractions=(0.5, 1.0))
-    parent = sp.parent(seed=0)
+    parent = create_model("lenet-300-100", seed=0, **sp.model_config())
     options = {"search_steps": 30, "warmup_steps": 10, "arch_lr": 0.05, "weight_lr": 0.3, "seed": seed}
     Tripwire.armed = True  # the test tensors of `splits()` must stay untouched
     try:
@@ -96,7 +97,7 @@ def test_same_seed_same_search_other_seed_differs():
 
 def test_parent_is_left_unchanged():
     sp = space(0.8)
-    parent = sp.parent(seed=0)
+    parent = create_model("lenet-300-100", seed=0, **sp.model_config())
     before = {k: v.clone() for k, v in parent.state_dict().items()}
     train, val, _ = splits()
     Dass(search_steps=5, warmup_steps=1).run(sp, parent, train=train, val=val)
@@ -125,10 +126,14 @@ def test_space_without_full_width_and_bad_data_are_refused():
     train, val, _ = splits()
     narrow = space(0.8, node_fractions=(0.5,))
     with pytest.raises(ValueError, match="node_fractions"):
-        Dass(search_steps=2, warmup_steps=0).run(narrow, narrow.parent(seed=0), train=train, val=val)
+        Dass(search_steps=2, warmup_steps=0).run(
+            narrow, create_model("lenet-300-100", seed=0, **narrow.model_config()), train=train, val=val
+        )
     sp = space(0.8)
     with pytest.raises(ValueError, match="disjoint"):
-        Dass(search_steps=2, warmup_steps=0).run(sp, sp.parent(seed=0), train=train, val=train)
+        Dass(search_steps=2, warmup_steps=0).run(
+            sp, create_model("lenet-300-100", seed=0, **sp.model_config()), train=train, val=train
+        )
 
 
 def test_registered():

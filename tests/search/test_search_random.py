@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sparsetorch.masks import masks as attached_masks
+from sparsetorch.masks import get_masks as attached_masks
+from sparsetorch.models import create_model
 from sparsetorch.search import SEARCHES, RandomSearch, retrain, split_validation
 from tests.search.search_testutil import Tripwire, space, splits
 
@@ -13,7 +14,7 @@ from tests.search.search_testutil import Tripwire, space, splits
 def _run(seed: int = 0, **overrides):
     train, val, test = splits()
     sp = space(0.5)
-    parent = sp.parent(seed=0)
+    parent = create_model("lenet-300-100", seed=0, **sp.model_config())
     options = {"num_samples": 4, "proxy_steps": 40, "lr": 1.0, "seed": seed, **overrides}
     Tripwire.armed = True
     try:
@@ -49,7 +50,7 @@ def test_the_test_set_is_never_touched_by_the_search():
     try:
         with pytest.raises(AssertionError, match="touched"):
             RandomSearch(num_samples=1, proxy_steps=1).run(
-                space(), space().parent(seed=0), train=val, val=test
+                space(), create_model("lenet-300-100", seed=0, **space().model_config()), train=val, val=test
             )
     finally:
         Tripwire.armed = False
@@ -57,7 +58,7 @@ def test_the_test_set_is_never_touched_by_the_search():
 
 def test_parent_is_left_unchanged():
     sp = space()
-    parent = sp.parent(seed=0)
+    parent = create_model("lenet-300-100", seed=0, **sp.model_config())
     before = {k: v.clone() for k, v in parent.state_dict().items()}
     train, val, _ = splits()
     RandomSearch(num_samples=2, proxy_steps=5).run(sp, parent, train=train, val=val)
@@ -100,12 +101,22 @@ def test_bad_inputs_are_refused_and_the_parent_unchanged():
     train, val, _ = splits()
     search = RandomSearch(num_samples=1, proxy_steps=1)
     with pytest.raises(ValueError, match="disjoint"):
-        search.run(sp, sp.parent(seed=0), train=train, val=train)
+        search.run(sp, create_model("lenet-300-100", seed=0, **sp.model_config()), train=train, val=train)
     with pytest.raises(ValueError, match="do not match"):
-        search.run(space(hidden=(8, 4)), sp.parent(seed=0), train=train, val=val)
+        search.run(
+            space(hidden=(8, 4)),
+            create_model("lenet-300-100", seed=0, **sp.model_config()),
+            train=train,
+            val=val,
+        )
     with pytest.raises(ValueError, match="inputs and labels"):
-        search.run(sp, sp.parent(seed=0), train=(train[0], train[1][:-1]), val=val)
-    masked = sp.parent(seed=0)
+        search.run(
+            sp,
+            create_model("lenet-300-100", seed=0, **sp.model_config()),
+            train=(train[0], train[1][:-1]),
+            val=val,
+        )
+    masked = create_model("lenet-300-100", seed=0, **sp.model_config())
     sp.sample(torch.Generator().manual_seed(0)).apply(masked)
     with pytest.raises(ValueError, match="already carries masks"):
         search.run(sp, masked, train=train, val=val)

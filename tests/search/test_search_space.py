@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from sparsetorch.masks import masks as attached_masks
+from sparsetorch.masks import get_masks as attached_masks
+from sparsetorch.models import create_model
 from sparsetorch.search import SPLITS, SparseMLPSpace, split_budget
 
 SMALL = {"hidden": (24, 12), "in_features": 20, "num_classes": 5}
@@ -75,8 +76,8 @@ def test_same_seed_same_configuration_and_different_seed_differs():
 def test_apply_attaches_exact_masks_and_leaves_other_models_alone():
     space = SparseMLPSpace(sparsity=0.9, **SMALL)
     config = _draws(space, 1)[0]
-    parent = space.parent(seed=0)
-    model = config.apply(space.parent(seed=0))
+    parent = create_model("lenet-300-100", seed=0, **space.model_config())
+    model = config.apply(create_model("lenet-300-100", seed=0, **space.model_config()))
     assert not attached_masks(parent)
     got = attached_masks(model)
     assert set(got) == set(space.shapes)

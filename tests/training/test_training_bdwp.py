@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsetorch.masks import masks as attached
+from sparsetorch.masks import get_masks as attached
 from sparsetorch.patterns import NM
 from sparsetorch.training import TRAINERS
 from sparsetorch.training.bdwp import backward_nm_mask

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import sparsetorch.training as T
-from sparsetorch.masks import masks as attached
+from sparsetorch.masks import get_masks as attached
 from sparsetorch.patterns import n_pruned
 from sparsetorch.training.schedules import cubic
 from tests.training.method_testutil import NM_METHODS, PAI, prepared
@@ -143,19 +143,19 @@ def test_method_seed_changes_random_masks(name):
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_squash_keeps_outputs(name):
+def test_finish_keeps_outputs(name):
     model, opt, m = prepared(name)
     train(model, m, opt, batches(6))
     masks = {f: mask.clone() for f, mask in m.masks.items()}
     x = torch.randn(5, 12)
     before = model(x)
-    assert m.squash() is model
+    assert m.finish() is model
     assert attached(model) == {} and m.masks == {}
     torch.testing.assert_close(model(x), before, rtol=0, atol=0)
     for f, mask in masks.items():
         assert (model.get_parameter(f)[~mask] == 0).all()
     assert isinstance(model.get_parameter("0.weight"), torch.nn.Parameter)
-    with pytest.raises(RuntimeError, match="after squash"):
+    with pytest.raises(RuntimeError, match="after finish"):
         m.step()
 
 
@@ -171,3 +171,10 @@ def test_defaults_are_valid_and_documented(name):
     m = cls()
     assert m.config.sparsity == DEFAULT_SPARSITY.get(name, 0.9)
     assert cls.__doc__ and sys.modules[cls.__module__].__doc__
+
+
+def test_squash_is_a_deprecated_alias_of_finish():
+    model, _, m = prepared("rigl")
+    with pytest.warns(DeprecationWarning, match="finish"):
+        assert m.squash() is model
+    assert m.finished and m.masks == {} and attached(model) == {}

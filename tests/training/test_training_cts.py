@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import sparsetorch.training.cts as cts
-from sparsetorch.masks import masks as attached
+from sparsetorch.masks import get_masks as attached
 from sparsetorch.patterns import n_pruned
 from sparsetorch.training import TRAINERS, fit
 from tests.training.method_testutil import calibration

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 import sparsetorch.training as T
-from sparsetorch.masks import masks as attached
+from sparsetorch.masks import get_masks as attached
 from tests.training.training_testutil import TOTAL, method, net, prepared
 
 
@@ -15,12 +15,12 @@ def sgd(model):
     return torch.optim.SGD(model.parameters(), lr=0.1)
 
 
-def test_step_and_squash_before_prepare():
+def test_step_and_finish_before_prepare():
     m = method("rigl")
     with pytest.raises(RuntimeError, match=r"step\(\) called before prepare"):
         m.step()
     with pytest.raises(RuntimeError, match="before prepare"):
-        m.squash()
+        m.finish()
     with pytest.raises(RuntimeError, match="needs prepare"):
         m.load_state_dict({})
 

@@ -63,7 +63,7 @@ def test_grasp_prunes_the_highest_s_globally():
     s = {f: -v for f, v in keep_scores.items()}  # the paper's S = -w * Hg
     m = TRAINERS.get("grasp")(sparsity=0.6)
     m.prepare(model, torch.optim.SGD(model.parameters(), lr=0.1), data=(x, y))
-    per_layer = allocation.global_(keep_scores, 0.6)
+    per_layer = allocation.global_budget(keep_scores, 0.6)
     for f in TARGETS:
         numel = keep_scores[f].numel()
         assert torch.equal(m.masks[f], keep_top(keep_scores[f], numel - n_pruned(numel, per_layer[f])))

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from sparsetorch import allocation
-from sparsetorch.masks import masks as attached
+from sparsetorch.masks import get_masks as attached
 from sparsetorch.patterns import n_pruned
 from sparsetorch.training import TRAINERS, fit, keep_top
 from sparsetorch.training.imp import round_sparsity, rounds
@@ -63,7 +63,7 @@ def test_prune_by_global_magnitude_then_rewind_to_step_k():
             continue
         level = {3: 0.3, 5: 1 - 0.7**2, 7: 1 - 0.7**3, 9: 0.75}[step]
         scores = {f: trained[f].abs().masked_fill(~before[f], -1) for f in TARGETS}
-        per_layer = allocation.global_(scores, level)
+        per_layer = allocation.global_budget(scores, level)
         for f in TARGETS:
             keep = scores[f].numel() - n_pruned(scores[f].numel(), per_layer[f])
             assert torch.equal(m.masks[f], keep_top(scores[f], keep))

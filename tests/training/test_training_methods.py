@@ -110,7 +110,7 @@ def test_granet_global_pruning_then_regeneration():
         assert updated == (step % 4 == 0)
         if step == 4:  # global magnitude to the final sparsity, then regeneration within layers
             scores = {f: weights[f].abs() for f in TARGETS}
-            per_layer = allocation.global_(scores, SPARSITY)
+            per_layer = allocation.global_budget(scores, SPARSITY)
             for f in TARGETS:
                 assert int((~m.masks[f]).sum()) == n_pruned(weights[f].numel(), per_layer[f])
         if step in (8, 12):  # regeneration only: counts kept, the n smallest |w| dropped

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sparsetorch import allocation
-from sparsetorch.masks import masks as attached
+from sparsetorch.masks import get_masks as attached
 from sparsetorch.patterns import n_pruned
 from sparsetorch.training import TRAINERS, fit, keep_top
 from tests.training.method_testutil import calibration, prepared
@@ -51,7 +51,7 @@ def test_snip_equals_the_gradient_of_a_multiplicative_gate():
     loss = F.cross_entropy(torch.func.functional_call(model, params, (x,)), y)
     grads = torch.autograd.grad(loss, [gates[f] for f in TARGETS])
     scores = {f: g.abs() for f, g in zip(TARGETS, grads, strict=True)}
-    per_layer = allocation.global_(scores, 0.8)
+    per_layer = allocation.global_budget(scores, 0.8)
     m = TRAINERS.get("snip")(sparsity=0.8)
     m.prepare(model, sgd(model), data=(x, y))
     for f in TARGETS:

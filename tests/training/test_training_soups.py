@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from sparsetorch import allocation
-from sparsetorch.masks import masks as attached
+from sparsetorch.masks import get_masks as attached
 from sparsetorch.patterns import n_pruned
 from sparsetorch.training import fit, keep_top
 from sparsetorch.training.soups import average, cycle_sparsity, sparse_model_soups
@@ -69,7 +69,7 @@ def test_one_ingredient_is_plain_imp():
         scores = {
             f: weights[f].abs().masked_fill(~old[f], -1) if f in old else weights[f].abs() for f in TARGETS
         }
-        per_layer = allocation.global_(scores, level)
+        per_layer = allocation.global_budget(scores, level)
         new = {
             f: keep_top(scores[f], s.numel() - n_pruned(s.numel(), per_layer[f])) for f, s in scores.items()
         }

@@ -82,7 +82,7 @@ def test_budgets_keep_the_dense_weight_count_for_any_rounding(s):
 @pytest.mark.parametrize("name", ["rigl", "set", "random-pruning"])
 def test_prepared_sparse_wide_model_has_the_dense_flops(name):
     wide = small(0.75)
-    model = wide.create_model(seed=0)
+    model = create_model("lenet-300-100", seed=0, **wide.model_config())
     method = wide.method(name, seed=0)
     method.prepare(model, torch.optim.SGD(model.parameters(), lr=0.1), total_steps=10)
     assert set(method.masks) == set(wide.fqns)  # the classifier too: its input was widened
@@ -94,7 +94,7 @@ def test_prepared_sparse_wide_model_has_the_dense_flops(name):
 def test_rigl_keeps_the_budgets_through_mask_updates():
     torch.manual_seed(0)
     wide = small(0.8)
-    model = wide.create_model(seed=0)
+    model = create_model("lenet-300-100", seed=0, **wide.model_config())
     method = iso_flop_method(wide, "rigl", update_every=2, end=10, seed=0)
     assert isinstance(method, SparseWideRigL)
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -117,7 +117,7 @@ def test_rigl_keeps_the_budgets_through_mask_updates():
 
 def test_fit_trains_the_sparse_wide_model():
     wide = small(0.5)
-    model = wide.create_model(seed=0)
+    model = create_model("lenet-300-100", seed=0, **wide.model_config())
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(64, 20, generator=g), torch.randint(0, 3, (64,), generator=g)
     out = fit(model, wide.method("random-pruning", seed=0), (x, y), epochs=2, batch_size=16, progress=False)
@@ -128,7 +128,7 @@ def test_same_seed_same_masks():
     wide = small(0.75)
     masks = []
     for _ in range(2):
-        model = wide.create_model(seed=0)
+        model = create_model("lenet-300-100", seed=0, **wide.model_config())
         method = SparseWideStatic(wide, seed=3)
         method.prepare(model, torch.optim.SGD(model.parameters(), lr=0.1))
         masks.append(method.masks)
@@ -143,7 +143,7 @@ def test_bad_input_is_refused_clearly():
         wide.method("gmp")
     with pytest.raises(ValueError, match="positive"):
         sparse_wide(0.5, (0, 10))
-    model = wide.create_model(seed=0)
+    model = create_model("lenet-300-100", seed=0, **wide.model_config())
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(ValueError, match="pass no targets"):
         wide.method("set").prepare(model, opt, targets="fc1")

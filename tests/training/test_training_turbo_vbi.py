@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import sparsetorch.training.turbo_vbi  # noqa: F401  (registers "turbo-vbi" until training/__init__ does)
-from sparsetorch.masks import masks as attached
+from sparsetorch.masks import get_masks as attached
 from sparsetorch.training import TRAINERS
 from sparsetorch.training.turbo_vbi import (
     chain_transitions,

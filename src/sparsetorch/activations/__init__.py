@@ -1,7 +1,10 @@
 """The activations axis: which units fire.
 
+`ACTIVATIONS` registers the activation-sparsity modules by name ("kwta", "kwta-2d", "topk", "chess",
+"delta", "blockffn"); `sparsetorch.discovery` lists them as kind "activation".
+
 - `kwta`: k-winners-take-all, 1-D and 2-D (local / global), with duty-cycle boosting;
-- `topk`: the per-token top-k activation of the lazy-neuron paper;
+- `topk`: the per-token top-k activation of the lazy-neuron paper (`kwinners` without boosting);
 - `stats`: per-layer, per-token activation sparsity of any model, via forward hooks;
 - `gather`: activation-sparse FFN execution at batch 1 (read only the active weight rows);
 - `chess`: channel-wise activation thresholds (CHESS) and the single-threshold CATS baseline,
@@ -12,6 +15,7 @@
 
 from __future__ import annotations
 
+from sparsetorch.activations.base import ACTIVATIONS
 from sparsetorch.activations.blockffn import (
     BlockFFN,
     BlockFFNAux,
@@ -61,6 +65,7 @@ from sparsetorch.activations.stats import ActivationSparsity, LayerSparsity, mea
 from sparsetorch.activations.topk import TopK, topk_activation
 
 __all__ = [
+    "ACTIVATIONS",
     "ActivationSparsity",
     "BlockFFN",
     "BlockFFNAux",

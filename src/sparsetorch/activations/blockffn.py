@@ -43,12 +43,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparsetorch.activations.base import ACTIVATIONS
 from sparsetorch.routing.moe import Experts
 
 __all__ = [
@@ -176,10 +177,22 @@ class BlockFFNAux(NamedTuple):
     cls: Tensor
 
 
+@ACTIVATIONS.register("blockffn")
 class BlockFFN(nn.Module):
-    """`y = sum_e RMSNorm(ReLU(W_r x))_e Expert_e(x)`; forward(x (B, T, d)) -> (y, BlockFFNAux)."""
+    """`y = sum_e RMSNorm(ReLU(W_r x))_e Expert_e(x)`; forward(x (B, T, d)) -> (y, BlockFFNAux).
+
+    Raises:
+        ValueError: `dim` is not a positive integer.
+        TypeError: `config` is not a `BlockFFNConfig`.
+    """
+
+    paper: ClassVar[str] = "blockffn"
 
     def __init__(self, dim: int, config: BlockFFNConfig = BlockFFNConfig()) -> None:
+        if isinstance(dim, bool) or not isinstance(dim, int) or dim < 1:
+            raise ValueError(f"dim must be a positive integer, got {dim!r}")
+        if not isinstance(config, BlockFFNConfig):
+            raise TypeError(f"config must be a BlockFFNConfig, got {type(config).__name__}")
         super().__init__()
         self.config = config
         self.router = nn.Linear(dim, config.num_experts, bias=False)

@@ -51,10 +51,12 @@ import copy
 import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
+
+from sparsetorch.activations.base import ACTIVATIONS
 
 __all__ = [
     "GPT_ATTENTION",
@@ -154,10 +156,26 @@ def threshold(x: Tensor, thresholds: Tensor) -> Tensor:
     return x.masked_fill(x.abs() <= thresholds.to(x.dtype), 0.0)
 
 
+@ACTIVATIONS.register("chess")
 class ThresholdActivation(nn.Module):
-    """`threshold(act(x), t)`: a wrapped activation module whose small outputs are zeroed."""
+    """`threshold(act(x), t)`: a wrapped activation module whose small outputs are zeroed.
+
+    Raises:
+        TypeError: `act` is not a module or `thresholds` not a tensor.
+        ValueError: a threshold is NaN.
+    """
+
+    paper: ClassVar[str] = "chess"
 
     def __init__(self, act: nn.Module, thresholds: Tensor) -> None:
+        if not isinstance(act, nn.Module):
+            raise TypeError(f"act must be an nn.Module (e.g. nn.GELU()), got {type(act).__name__}")
+        if not isinstance(thresholds, Tensor):
+            raise TypeError(
+                f"thresholds must be a tensor (scalar or per channel), got {type(thresholds).__name__}"
+            )
+        if torch.isnan(thresholds).any():  # a negative threshold is fine: it keeps every unit
+            raise ValueError("thresholds must not be NaN")
         super().__init__()
         self.act = act
         self.register_buffer("thresholds", thresholds.detach().clone().float())

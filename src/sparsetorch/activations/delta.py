@@ -32,10 +32,12 @@ step is fixed, not learned.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
+
+from sparsetorch.activations.base import ACTIVATIONS
 
 __all__ = [
     "DeltaActivation",
@@ -118,10 +120,19 @@ class DeltaOutput(NamedTuple):
     penalty: Tensor
 
 
+@ACTIVATIONS.register("delta")
 class DeltaActivation(nn.Module):
-    """The Delta Activation Layer over a (B, T, ...) stream (time along `config.time_dim`)."""
+    """The Delta Activation Layer over a (B, T, ...) stream (time along `config.time_dim`).
+
+    Raises:
+        TypeError: `config` is not a `DeltaConfig`.
+    """
+
+    paper: ClassVar[str] = "delta-activation"
 
     def __init__(self, config: DeltaConfig = DeltaConfig()) -> None:
+        if not isinstance(config, DeltaConfig):
+            raise TypeError(f"config must be a DeltaConfig, got {type(config).__name__}")
         super().__init__()
         self.config = config
 

@@ -20,11 +20,12 @@ reaches ~60% of the bandwidth here). The same product serves a first layer whose
   ReLU / threshold on the numba path, and fc2 gathered.
 
 Backends (`sparsetorch.kernels.cpu.backend()`, forced with `use_backend` or `SPARSETORCH_KERNELS`):
-"avx512" and "numba" run the numba kernels of `_gather_kernels.py` (portable vector IR, no x86-only
-instruction); "torch" (no numba installed, or forced) uses `index_select` + `mv` / `mm`, as do
-inputs that are not float32 CPU tensors. A product that needs a gradient is computed densely on the
-same h (the gathered product is forward-only: it would report d y / d h_j = 0 where h_j = 0). Every path computes the dense product on the same active set; they differ only in
-float summation order.
+"avx512" and "numba" run the numba kernels of `sparsetorch.kernels.gather` (portable vector IR, no
+x86-only instruction); "torch" (no numba installed, or forced) uses `index_select` + `mv` / `mm`, as
+do inputs that are not float32 CPU tensors. A product that needs a gradient is computed densely on
+the same h (the gathered product is forward-only: it would report d y / d h_j = 0 where h_j = 0).
+Every path computes the dense product on the same active set; they differ only in float summation
+order.
 
 Threads: `threads=None` uses `torch.get_num_threads()`; the numba kernels split the active rows
 (gather) or the rows of W1 (dense layer) between threads, and run serially when fewer than
@@ -93,7 +94,7 @@ def _threads(threads: int | None) -> int:
 
 @functools.cache
 def _kernel(name: str) -> Callable:
-    from sparsetorch.activations import _gather_kernels as kern
+    from sparsetorch.kernels import gather as kern
 
     return getattr(kern, name)
 

@@ -38,9 +38,13 @@ Deviations from nupic.torch, each for a reason:
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
+
+from sparsetorch.activations.base import ACTIVATIONS
+from sparsetorch.patterns import keep_top
 
 __all__ = [
     "KWinners",
@@ -79,15 +83,10 @@ def topk_mask(scores: Tensor, k: int, *, dim: int = -1) -> Tensor:
     """
     n = scores.shape[dim] if scores.dim() else 1
     check_k(k, n)
-    s = scores.detach().movedim(dim, -1)
+    s = scores.detach()
     if s.is_floating_point():
         s = torch.nan_to_num(s, nan=-math.inf, posinf=math.inf, neginf=-math.inf)
-    kth = s.topk(k, dim=-1, sorted=True).values[..., -1:]  # (..., 1): the k-th largest value
-    above = s > kth
-    tie = s == kth
-    need = k - above.sum(-1, keepdim=True)  # how many tied entries still win
-    mask = above | (tie & (tie.cumsum(-1) <= need))  # the first `need` ties in index order
-    return mask.movedim(-1, dim)
+    return keep_top(s, k, dim=dim)
 
 
 def kwinners(x: Tensor, k: int, *, dim: int = -1, boost: Tensor | None = None, relu: bool = False) -> Tensor:
@@ -222,6 +221,7 @@ def _k_inference(k: int, factor: float, n: int) -> int:
     return ki
 
 
+@ACTIVATIONS.register("kwta")
 class KWinners(KWinnersBase):
     """k-WTA over the last dimension of `(..., n)` inputs, with duty-cycle boosting.
 
@@ -238,6 +238,8 @@ class KWinners(KWinnersBase):
     Raises:
         ValueError: k (or k_inference) outside [1, n], or an invalid boosting setting.
     """
+
+    paper: ClassVar[str] = ""  # Ahmad & Scheinkman 2019, not a seed paper
 
     def __init__(
         self,
@@ -288,6 +290,7 @@ class KWinners(KWinnersBase):
         )
 
 
+@ACTIVATIONS.register("kwta-2d")
 class KWinners2d(KWinnersBase):
     """k-WTA on `(B, C, H, W)`: local (top k channels per position) or global (top k of C*H*W).
 
@@ -303,6 +306,8 @@ class KWinners2d(KWinnersBase):
     Raises:
         ValueError: k (or k_inference) outside [1, n] (n = C, or C*H*W at the first forward).
     """
+
+    paper: ClassVar[str] = ""
 
     def __init__(
         self,

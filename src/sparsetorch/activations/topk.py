@@ -15,36 +15,34 @@ Ties are deterministic: among equal values the lowest index wins, so exactly k e
 dimension of `(..., n)`; every leading position (batch, sequence) is one token.
 
 Deviation: none in the rule. The paper leaves tie-breaking unspecified; `torch.topk`'s is
-unspecified too, hence the explicit rule (`sparsetorch.activations.kwta.topk_mask`).
+unspecified too, hence the explicit rule (`sparsetorch.patterns.keep_top`). The function is
+`kwinners` without boosting; `topk_activation` is its deprecated old name.
 """
 
 from __future__ import annotations
 
+import warnings
+from typing import ClassVar
+
 from torch import Tensor, nn
 
-from sparsetorch.activations.kwta import check_k, topk_mask
+from sparsetorch.activations.base import ACTIVATIONS
+from sparsetorch.activations.kwta import check_k, kwinners
 
 __all__ = ["TopK", "topk_activation"]
 
 
 def topk_activation(x: Tensor, k: int, *, dim: int = -1, relu: bool = False) -> Tensor:
-    """Keep the `k` largest entries of `x` along `dim` (per token), zero the rest.
-
-    Args:
-        x: activations `(..., n)` (any layout with `dim` the hidden units).
-        k: entries kept per token, in [1, n].
-        dim: the hidden-unit dimension.
-        relu: keep only positive entries among the k largest (Top-k of ReLU(x)).
-
-    Raises:
-        ValueError: `k` outside [1, n].
-    """
-    mask = topk_mask(x, k, dim=dim)
-    if relu:
-        mask &= x.detach() > 0
-    return x.masked_fill(~mask, 0)
+    """Deprecated: `kwinners(x, k, dim=dim, relu=relu)` (k-WTA without boosting) does the same."""
+    warnings.warn(
+        "topk_activation is deprecated; use sparsetorch.activations.kwinners(x, k, dim=..., relu=...)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return kwinners(x, k, dim=dim, relu=relu)
 
 
+@ACTIVATIONS.register("topk")
 class TopK(nn.Module):
     """Top-k activation module; see the module docstring.
 
@@ -53,6 +51,8 @@ class TopK(nn.Module):
         dim: the hidden-unit dimension (default: last).
         relu: Top-k of ReLU (the lazy-neuron Top-k Transformer); False keeps negatives too.
     """
+
+    paper: ClassVar[str] = "lazy-neuron"
 
     def __init__(self, k: int, *, dim: int = -1, relu: bool = True) -> None:
         super().__init__()
@@ -64,7 +64,7 @@ class TopK(nn.Module):
         if x.dim() == 0:
             raise ValueError("TopK needs at least one dimension")
         check_k(self.k, x.shape[self.dim])
-        return topk_activation(x, self.k, dim=self.dim, relu=self.relu)
+        return kwinners(x, self.k, dim=self.dim, relu=self.relu)
 
     def extra_repr(self) -> str:
         return f"k={self.k}, dim={self.dim}, relu={self.relu}"

@@ -1,4 +1,5 @@
-"""One bench run, fully resolved: `RunSpec`, its config hash, and the environment it ran in.
+"""One bench run, fully resolved: `RunSpec` (defined beside the tasks it resolves against), its
+config hash, and the environment it ran in.
 
 Why a hash of the resolved config: it is the identity of a run in the store. Two suites that ask
 for the same (task version, method, params, sparsity, pattern, seed, budget) share one run, a
@@ -7,73 +8,17 @@ rerun finds it complete, and a changed task version or budget is a different run
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import platform
 import socket
 import subprocess
-from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+from sparsetorch.bench.tasks.base import RunSpec, config_hash
 
-@dataclass(frozen=True)
-class RunSpec:
-    """One configuration of one task. `sparsity` is None under N:M patterns (implied)."""
-
-    task: str
-    method: str
-    sparsity: float | None
-    pattern: str
-    seed: int
-    params: dict[str, Any] = field(default_factory=dict)
-    budget: dict[str, Any] = field(default_factory=dict)
-
-    def config(self) -> dict[str, Any]:
-        """The resolved config: the task's version, kind and metric, the budget with its defaults."""
-        from sparsetorch.bench.tasks import TASKS
-
-        task = TASKS.get(self.task)
-        return {
-            "task": self.task,
-            "task_version": task.version,
-            "kind": task.kind,
-            "metric": task.metric,
-            "higher_is_better": task.higher_is_better,
-            "method": self.method,
-            "params": dict(sorted(self.params.items())),
-            "sparsity": self.sparsity,
-            "pattern": self.pattern,
-            "seed": self.seed,
-            "budget": {**task.default_budget, **self.budget},
-        }
-
-    def row(self) -> dict[str, Any]:
-        """The store row of this run (identity columns, config and its hash)."""
-        config = self.config()
-        return {
-            "config_hash": config_hash(config),
-            "task": self.task,
-            "task_version": config["task_version"],
-            "method": self.method,
-            "sparsity": self.sparsity,
-            "pattern": self.pattern,
-            "seed": self.seed,
-            "config": config,
-        }
-
-    @property
-    def label(self) -> str:
-        level = self.pattern if self.sparsity is None else f"{self.sparsity:g}"
-        return f"{self.task}/{self.method}@{level}/seed{self.seed}"
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    """16 hex digits of the SHA-256 of the canonical JSON of `config`."""
-    blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+__all__ = ["RunSpec", "config_hash", "environment"]
 
 
 @cache

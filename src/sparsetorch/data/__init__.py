@@ -16,7 +16,7 @@ from ._paths import DataNotFoundError, cache_dir, data_root
 from .digits import load_digits
 from .fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
 from .image_patches import IMAGE_NAMES, load_image_patches
-from .shakespeare import load_shakespeare, shakespeare_works
+from .shakespeare import byte_ids, byte_windows, load_shakespeare, shakespeare_windows, shakespeare_works
 from .stdlib_docstrings import docstring_sentences, load_stdlib_docstrings
 from .wordlists import FAMILIES, LANGUAGES, WordLists, encode_words, load_wordlists
 
@@ -29,6 +29,8 @@ __all__ = [
     "DataNotFoundError",
     "DatasetInfo",
     "WordLists",
+    "byte_ids",
+    "byte_windows",
     "cache_dir",
     "data_root",
     "docstring_sentences",
@@ -39,6 +41,7 @@ __all__ = [
     "load_shakespeare",
     "load_stdlib_docstrings",
     "load_wordlists",
+    "shakespeare_windows",
     "shakespeare_works",
 ]
 

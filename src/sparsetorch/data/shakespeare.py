@@ -10,6 +10,10 @@ without `_gut.txt`) are sorted and the rule of `sparsetorch.data._paths` applies
 to val when `i % 10 == 8`, to test when `i % 10 == 9`, else to train, i.e. 34 / 4 / 4 works
 (val: henry_iv_part_2, loves_labours_lost, phoenix_and_the_turtle, troilus_and_cressida;
 test: henry_v, macbeth, rape_of_lucrece, twelfth_night).
+
+Byte-level language models read it through `byte_windows` / `shakespeare_windows`: every
+`block_size + 1` consecutive UTF-8 bytes of a split, as a view (inputs `[:, :-1]`, next-byte
+targets `[:, 1:]`).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import tarfile
 import zlib
 from functools import lru_cache
 from pathlib import Path
+
+import torch
 
 from ._paths import cache_dir, check_split, data_root, file_key, missing, unit_split
 
@@ -113,3 +119,36 @@ def load_shakespeare(split: str = "train", *, path: str | Path | None = None) ->
     check_split(split)
     works = _read_works(*file_key(_find(path)))
     return "\n\n".join(text for i, (_, text) in enumerate(works) if unit_split(i) == split)
+
+
+def byte_ids(text: str) -> torch.Tensor:
+    """UTF-8 bytes of `text` as a 1-D int64 tensor of ids in [0, 256) (the byte-level vocabulary)."""
+    data = bytearray(text.encode("utf-8"))
+    if not data:
+        return torch.empty(0, dtype=torch.long)
+    return torch.frombuffer(data, dtype=torch.uint8).long()
+
+
+def byte_windows(text: str, block_size: int) -> torch.Tensor:
+    """All `block_size + 1`-byte windows of `text`, a view `(N - block_size, block_size + 1)`.
+
+    Raises:
+        ValueError: `text` has fewer than `block_size + 2` bytes (fewer than two windows).
+    """
+    ids = byte_ids(text)
+    if len(ids) < block_size + 2:
+        raise ValueError(f"text of {len(ids)} bytes is too short for windows of {block_size + 1} tokens")
+    return ids.unfold(0, block_size + 1, 1)
+
+
+def shakespeare_windows(
+    block_size: int, *, text: tuple[str, str] | None = None, path: str | Path | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(train, val)` byte windows of the Shakespeare splits, or of the caller's `(train, val)` text.
+
+    Raises:
+        DataNotFoundError: the corpus is not installed (and `text` is not given).
+    """
+    if text is None:
+        text = (load_shakespeare("train", path=path), load_shakespeare("val", path=path))
+    return byte_windows(text[0], block_size), byte_windows(text[1], block_size)

@@ -10,9 +10,14 @@ Linear in the most compact format that its mask allows and multiplies with numba
     >>> sparsetorch.kernels.save_compiled(model, "m.safetensors")
     >>> sparsetorch.kernels.decompile(model)          # the masked model again
 
-See `formats` (bitmask, CSR, N:M, block), `cpu` (the products, backends), `module`
-(`SparseLinear` and the training fallback), `autotune` (the cached measurements), `timing`
-(interleaved wall-clock timing) and `cuda`.
+See `formats` (bitmask, CSR, N:M, block) and `validate` (fits, build, checks), `cpu` (the products,
+backends; numba kernels in `_portable` / `_avx512` over `simd` / `simd_x86`), `module` (`SparseLinear`
+and the training fallback), `compile` and `swap` (layer swaps), `autotune` (the cached
+measurements), `timing` (interleaved wall-clock timing), `cuda`, and `gather` (the numba kernels of
+the activation-sparse FFN, `sparsetorch.activations.gather`).
+
+`to_dense(model)` gives a plain dense model back (`decompile`, then `masks.squash`); the old name
+`kernels.squash` is a deprecated alias.
 """
 
 from sparsetorch.kernels.compile import (
@@ -23,10 +28,12 @@ from sparsetorch.kernels.compile import (
     save_compiled,
     sparse_layers,
     squash,
+    to_dense,
 )
 from sparsetorch.kernels.cpu import backend, linear, use_backend
-from sparsetorch.kernels.formats import CSR, Bitmask, BlockSparse, Dense, Format, NMPacked, build
+from sparsetorch.kernels.formats import CSR, Bitmask, BlockSparse, Dense, Format, NMPacked
 from sparsetorch.kernels.module import SparseLinear
+from sparsetorch.kernels.validate import build
 
 __all__ = [
     "CSR",
@@ -46,5 +53,6 @@ __all__ = [
     "save_compiled",
     "sparse_layers",
     "squash",
+    "to_dense",
     "use_backend",
 ]

@@ -1,6 +1,6 @@
 """AVX-512 numba kernels: SpMV (batch 1) and SpMM (batch > 1) for every format.
 
-Why these shapes of loop (measured in `shared/reference/perf.md`):
+Why these shapes of loop (each was measured; the numbers are in docs/kernels.md):
 
 - batch 1 is bound by bytes, so each kernel streams its compact format once, decodes it with one
   SIMD instruction per 16 or 32 columns (`vexpandps` for the bitmask, `vgatherdps` for CSR,
@@ -31,19 +31,15 @@ from sparsetorch.kernels.simd import (
     vadd,
     vbcast,
     vbcast2,
-    vcompress_cols,
-    vdecode24,
-    vexpand,
     vfma,
-    vgather,
     vhsum,
     vload,
     vload2x8,
-    vpermt2_24,
     vstore,
     vstore8_halves,
     vzero,
 )
+from sparsetorch.kernels.simd_x86 import vcompress_cols, vdecode24, vexpand, vgather, vpermt2_24
 
 _OPTS = {"fastmath": True, "cache": True, "nogil": True, "error_model": "numpy", "boundscheck": False}
 PF_VALUES = 1024  # prefetch distance in the value stream (floats, 4 KiB ahead: ~100 ns of DRAM latency)

@@ -28,8 +28,9 @@ from torch import Tensor
 
 from sparsetorch._io import atomic_path
 from sparsetorch.kernels import cpu
-from sparsetorch.kernels.formats import Format, build
+from sparsetorch.kernels.formats import Format
 from sparsetorch.kernels.timing import time_alternating
+from sparsetorch.kernels.validate import build
 
 KERNEL_VERSION = "3"  # bump when kernels or the way they are timed change enough to invalidate measurements
 MARGIN = 1.05  # a sparse format must beat dense by 5 % at every batch size (timing noise)

@@ -25,27 +25,30 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from sparsetorch._io import atomic_path
 from sparsetorch.kernels import autotune
 from sparsetorch.kernels.autotune import Candidate
-from sparsetorch.kernels.formats import Format, fits, from_tensors
+from sparsetorch.kernels.formats import Format
 from sparsetorch.kernels.module import SparseLinear
+from sparsetorch.kernels.swap import format_for, set_submodule
+from sparsetorch.kernels.validate import fits, from_tensors
 from sparsetorch.masks import (
     FORMAT,
     FORMAT_VERSION,
     MASK_PREFIX,
-    _lookup,
-    _mask_of,
-    _plain_state,
     attach,
     copy_plain_state,
-    masks,
+    get_masks,
+    mask_of,
     named_weights,
     patterns_of,
+    plain_state,
     read_checkpoint,
+    weights_by_fqn,
 )
-from sparsetorch.masks import squash as _squash_masks
+from sparsetorch.masks import squash as squash_masks
 from sparsetorch.patterns import NM, Block, Pattern, parse_pattern
 
 COMPILED_KEY = "sparsetorch_compiled"
@@ -103,17 +106,6 @@ def auto_candidates(mask: Tensor, pattern: Pattern | None) -> list[Candidate]:
     return cands
 
 
-def _formats_for(formats: str | Mapping[str, str], fqn: str) -> str:
-    if isinstance(formats, str):
-        return formats
-    import fnmatch
-
-    for glob, spec in formats.items():
-        if fnmatch.fnmatchcase(fqn, glob) or fnmatch.fnmatchcase(fqn.rpartition(".")[0], glob):
-            return spec
-    return "auto"
-
-
 def compile(
     model: nn.Module,
     *,
@@ -138,7 +130,7 @@ def compile(
         ValueError: a requested format that does not fit a layer's mask, or a layer not on the CPU.
         TypeError: a layer that is not float32.
     """
-    attached = masks(model)
+    attached = get_masks(model)
     if not attached:
         warnings.warn(
             "sparsetorch.compile: the model has no masks attached; nothing to compile", stacklevel=2
@@ -151,7 +143,7 @@ def compile(
         return cuda.compile(model, formats=formats, **cuda_batch)
     patterns = patterns_of(model)
     batches = [1, 64] if batch is None else [batch] if isinstance(batch, int) else list(batch)
-    lookup = _lookup(model)
+    lookup = weights_by_fqn(model)
     plan: list[tuple[str, nn.Linear, SparseLinear]] = []
     for fqn, mask in attached.items():
         module, name = lookup[fqn]
@@ -163,7 +155,7 @@ def compile(
         if weight.dtype != torch.float32:
             raise TypeError(f"sparsetorch.compile needs float32 layers; {fqn!r} is {weight.dtype}")
         pattern = patterns.get(fqn)
-        spec = _formats_for(formats, fqn)
+        spec = format_for(formats, fqn)
         if spec == "auto":
             cands = [autotune.DENSE, *auto_candidates(mask, pattern)]
             choice = autotune.choose(
@@ -187,14 +179,8 @@ def compile(
         sparse.autotune = choice
         plan.append((fqn.rpartition(".")[0], module, sparse))
     for module_fqn, _, sparse in plan:
-        _set_submodule(model, module_fqn, sparse)
+        set_submodule(model, module_fqn, sparse)
     return model
-
-
-def _set_submodule(model: nn.Module, fqn: str, new: nn.Module) -> None:
-    parent_fqn, _, child = fqn.rpartition(".")
-    parent = model.get_submodule(parent_fqn) if parent_fqn else model
-    setattr(parent, child, new)
 
 
 def sparse_layers(model: nn.Module) -> dict[str, SparseLinear]:
@@ -220,7 +206,7 @@ def decompile(model: nn.Module) -> nn.Module:
             linear.weight.copy_(fmt.to_dense())
             if sparse.bias is not None:
                 linear.bias.copy_(sparse.bias)
-        _set_submodule(model, fqn, linear)
+        set_submodule(model, fqn, linear)
         new_masks[f"{fqn}.weight"] = fmt.mask()
         new_patterns[f"{fqn}.weight"] = sparse.pattern
     if new_masks:
@@ -240,9 +226,9 @@ def save_compiled(
     path = Path(path)
     layers = sparse_layers(model)
     tensors: dict[str, Tensor] = {}
-    for key, value in _plain_state(model).items():
+    for key, value in plain_state(model).items():
         tensors[key] = value.detach().contiguous().cpu().clone()
-    for fqn, mask in masks(model).items():
+    for fqn, mask in get_masks(model).items():
         tensors[MASK_PREFIX + fqn] = mask.detach().contiguous().cpu()
     header = {
         "format": FORMAT,
@@ -282,7 +268,29 @@ def load_compiled(path: str | os.PathLike, model: nn.Module, *, threads: int | N
         raise ValueError(
             f"{where} is not a compiled sparsetorch checkpoint (bad '{COMPILED_KEY}' header)"
         ) from err
+    built, used = _build_layers(layers, tensors, model, where=where, threads=threads)
+    rest = {k: v for k, v in tensors.items() if k not in used}
+    mask_tensors = {k[len(MASK_PREFIX) :]: v for k, v in rest.items() if k.startswith(MASK_PREFIX)}
+    plain = {k: v for k, v in rest.items() if not k.startswith(MASK_PREFIX)}
+    _check_rest(model, built, plain, mask_tensors, where=where)
 
+    for fqn, sparse in built.items():
+        set_submodule(model, fqn, sparse)
+    # Non-compiled masks: drop the old ones, attach the file's, copy the plain tensors.
+    for fqn, module, name in list(named_weights(model)):
+        if mask_of(module, name) is not None and fqn not in mask_tensors:
+            parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    if mask_tensors:
+        attach(model, mask_tensors, patterns={k: pattern_map.get(k, "unstructured") for k in mask_tensors})
+    copy_plain_state(model, plain)
+    return model
+
+
+def _build_layers(
+    layers: dict, tensors: dict[str, Tensor], model: nn.Module, *, where: str, threads: int | None
+) -> tuple[dict[str, SparseLinear], set[str]]:
+    """The `SparseLinear` of each compressed layer in the header, checked against `model`, and the
+    tensor keys they consumed."""
     built: dict[str, SparseLinear] = {}
     used: set[str] = set()
     for fqn, info in layers.items():
@@ -308,13 +316,20 @@ def load_compiled(path: str | os.PathLike, model: nn.Module, *, threads: int | N
             fmt, bias, threads=threads, pattern=str(info.get("pattern", "unstructured"))
         )
         used |= {f"{fqn}.{f}" for f in fields} | ({f"{fqn}.bias"} if bias is not None else set())
+    return built, used
 
-    rest = {k: v for k, v in tensors.items() if k not in used}
-    mask_tensors = {k[len(MASK_PREFIX) :]: v for k, v in rest.items() if k.startswith(MASK_PREFIX)}
-    plain = {k: v for k, v in rest.items() if not k.startswith(MASK_PREFIX)}
-    # What the model holds outside the compressed layers, once they are swapped in.
+
+def _check_rest(
+    model: nn.Module,
+    built: dict[str, SparseLinear],
+    plain: dict[str, Tensor],
+    mask_tensors: dict[str, Tensor],
+    *,
+    where: str,
+) -> None:
+    """The file's tensors outside the compressed layers fit what `model` holds once they are swapped in."""
     skip = {f"{fqn}." for fqn in built}
-    expected = {k: v for k, v in _plain_state(model).items() if not any(k.startswith(s) for s in skip)}
+    expected = {k: v for k, v in plain_state(model).items() if not any(k.startswith(s) for s in skip)}
     for fqn in built:  # a Linear being replaced no longer holds weight/bias
         expected.pop(f"{fqn}.weight", None)
         expected.pop(f"{fqn}.bias", None)
@@ -331,23 +346,6 @@ def load_compiled(path: str | os.PathLike, model: nn.Module, *, threads: int | N
     for fqn, m in mask_tensors.items():
         if m.dtype != torch.bool or fqn not in plain or m.shape != plain[fqn].shape:
             raise ValueError(f"{where}: mask for {fqn!r} is not a bool mask of a stored weight")
-
-    for fqn, sparse in built.items():
-        _set_submodule(model, fqn, sparse)
-    # Non-compiled masks: drop the old ones, attach the file's, copy the plain tensors.
-    for fqn, module, name in list(named_weights(model)):
-        if _mask_of(module, name) is not None and fqn not in mask_tensors:
-            squash_one(module, name)
-    if mask_tensors:
-        attach(model, mask_tensors, patterns={k: pattern_map.get(k, "unstructured") for k in mask_tensors})
-    copy_plain_state(model, plain)
-    return model
-
-
-def squash_one(module: nn.Module, name: str) -> None:
-    from torch.nn.utils import parametrize
-
-    parametrize.remove_parametrizations(module, name, leave_parametrized=True)
 
 
 def compression(model: nn.Module) -> dict[str, dict[str, object]]:
@@ -366,6 +364,16 @@ def compression(model: nn.Module) -> dict[str, dict[str, object]]:
     return out
 
 
+def to_dense(model: nn.Module) -> nn.Module:
+    """A plain dense model, in place: `decompile`, then bake the masks into the weights (`masks.squash`)."""
+    return squash_masks(decompile(model))
+
+
 def squash(model: nn.Module) -> nn.Module:
-    """A plain dense model: `decompile`, then bake the masks into the weights (`masks.squash`)."""
-    return _squash_masks(decompile(model))
+    """Deprecated alias of `to_dense` (`squash` means `masks.squash`: bake masks into weights)."""
+    warnings.warn(
+        "sparsetorch.kernels.squash is deprecated: use sparsetorch.kernels.to_dense",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return to_dense(model)

@@ -33,8 +33,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparsetorch.kernels.swap import format_for, set_submodule
 from sparsetorch.kernels.validate import fits
-from sparsetorch.masks import _lookup, attach, masks, patterns_of
+from sparsetorch.masks import attach, get_masks, patterns_of, weights_by_fqn
 from sparsetorch.patterns import NM, Block, Pattern
 
 HALF = (torch.float16, torch.bfloat16)
@@ -205,15 +206,13 @@ def compile(model: nn.Module, *, formats: str | Mapping[str, str] = "auto", batc
         ValueError: a format that does not fit a layer's mask or shape, or a layer not on CUDA.
         TypeError: 2:4 asked for on a float32 layer.
     """
-    from sparsetorch.kernels.compile import _formats_for, _set_submodule
-
-    attached = masks(model)
+    attached = get_masks(model)
     if not attached:
         warnings.warn(
             "sparsetorch.compile: the model has no masks attached; nothing to compile", stacklevel=2
         )
         return model
-    patterns, lookup = patterns_of(model), _lookup(model)
+    patterns, lookup = patterns_of(model), weights_by_fqn(model)
     plan: list[tuple[str, CudaSparseLinear]] = []
     for fqn, mask in attached.items():
         module, name = lookup[fqn]
@@ -224,7 +223,7 @@ def compile(model: nn.Module, *, formats: str | Mapping[str, str] = "auto", batc
             raise ValueError(
                 f"sparsetorch.kernels.cuda.compile needs CUDA layers; {fqn!r} is on {weight.device}"
             )
-        spec, pattern = _formats_for(formats, fqn), patterns.get(fqn)
+        spec, pattern = format_for(formats, fqn), patterns.get(fqn)
         layout = _auto_layout(weight, mask, pattern) if spec == "auto" else _layout_for(spec, pattern)
         if layout is None:
             continue
@@ -238,7 +237,7 @@ def compile(model: nn.Module, *, formats: str | Mapping[str, str] = "auto", batc
         plan.append((fqn.rpartition(".")[0], sparse))
     # Swap only after every layer was built and checked: an error leaves the model as it was.
     for module_fqn, sparse in plan:
-        _set_submodule(model, module_fqn, sparse)
+        set_submodule(model, module_fqn, sparse)
     return model
 
 
@@ -249,8 +248,6 @@ def cuda_layers(model: nn.Module) -> dict[str, CudaSparseLinear]:
 
 def decompile(model: nn.Module) -> nn.Module:
     """Replace every `CudaSparseLinear` by a masked `nn.Linear` on the same device, in place."""
-    from sparsetorch.kernels.compile import _set_submodule
-
     new_masks: dict[str, Tensor] = {}
     new_patterns: dict[str, str] = {}
     for fqn, sparse in cuda_layers(model).items():
@@ -266,7 +263,7 @@ def decompile(model: nn.Module) -> nn.Module:
             linear.weight.copy_(weight)
             if sparse.bias is not None:
                 linear.bias.copy_(sparse.bias)
-        _set_submodule(model, fqn, linear)
+        set_submodule(model, fqn, linear)
         new_masks[f"{fqn}.weight"] = sparse.mask
         if sparse.pattern:
             new_patterns[f"{fqn}.weight"] = sparse.pattern

@@ -1,9 +1,9 @@
 """Compressed weight formats for sparse execution: bitmask, CSR, N:M packed, block-sparse, dense.
 
 Why several: at batch 1 a sparse product is bound by the bytes it reads, and the most compact
-format depends on the sparsity (`shared/reference/perf.md`): a bitmask (1 bit per weight + fp32
-values) for 50-90 %, CSR with 16-bit column indices at >= 95 %, 2-bit positions for 2:4, whole
-tiles for block-sparse masks. Every format is a frozen dataclass of CPU tensors for a 2-D weight
+format depends on the sparsity (measured with `benchmarks/kernel_speed.py`; numbers in docs/kernels.md):
+a bitmask (1 bit per weight + fp32 values) for 50-90 %, CSR with 16-bit column indices at >= 95 %,
+2-bit positions for 2:4, whole tiles for block-sparse masks. Every format is a frozen dataclass of CPU tensors for a 2-D weight
 `(out, in)`, built from a dense weight and its mask (`from_dense`), with an exact byte count
 (`nbytes`, every stored tensor) and a lossless way back (`to_dense`, `mask`).
 
@@ -414,10 +414,8 @@ class BlockSparse(Format):
 
 FORMATS: dict[str, type[Format]] = {f.name: f for f in (Dense, Bitmask, CSR, NMPacked, BlockSparse)}
 
-
-# Checks and conversions live in `validate.py` (kept apart so this file stays the format definitions).
-from sparsetorch.kernels.validate import build, fits, from_tensors, validate  # noqa: E402
-
+# Checks and conversions (`fits`, `build`, `from_tensors`, `validate`) live in `validate.py`, which
+# imports this file: this file stays the format definitions and imports nothing of the package above it.
 __all__ = [
     "CSR",
     "FORMATS",
@@ -426,9 +424,5 @@ __all__ = [
     "Dense",
     "Format",
     "NMPacked",
-    "build",
-    "fits",
-    "from_tensors",
     "nm_index_bits",
-    "validate",
 ]

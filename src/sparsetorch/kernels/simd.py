@@ -1,15 +1,16 @@
 """SIMD building blocks for numba kernels: a 16 x fp32 vector type and AVX-512 intrinsics.
 
 Why: numba's auto-vectoriser turns sparse decoding into gathers, which are 1.5-2x slower than
-scalar code on Zen 5 (see `shared/reference/perf.md`). The fast kernels instead decode with
+scalar code on Zen 5 (measured; see docs/kernels.md). The fast kernels instead decode with
 register-form `vexpandps` (bitmask) and `vpermt2ps` (2:4), keep several accumulators in zmm
 registers and prefetch explicitly. This module exposes those instructions to numba as a value
 type `f32x16` (an LLVM `<16 x float>`, so it lives in a register) and a handful of `@intrinsic`s.
 
-Only `vexpand`, `vpermt2_24`, `vgather` and `vcompress_cols` are x86 AVX-512 specific (`vdecode24`
-and the transposes are generic vector IR); everything else lowers to generic LLVM
-vector IR and is correct on any target. Callers must check `HAS_AVX512` (see `cpu.py`) before
-compiling a kernel that uses the x86-specific ones.
+Everything here lowers to generic LLVM vector IR and is correct on any target. The x86 AVX-512
+intrinsics (`vexpand`, `vpermt2_24`, `vgather`, `vcompress_cols`, and `vdecode24` beside them) are
+in `simd_x86`; callers must check `HAS_AVX512` (see `cpu.py`) before compiling a kernel that uses
+them. The LLVM types and codegen helpers (`V16`, `IV16`, `declare`, `elem_ptr`, `splat`) are public
+because `simd_x86` builds on them.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, models, register_model
 
-_F32 = ir.FloatType()
-_I32 = ir.IntType(32)
-_V16 = ir.VectorType(_F32, 16)
-_V8 = ir.VectorType(_F32, 8)
-_I16V = ir.VectorType(_I32, 16)
+F32 = ir.FloatType()
+I32 = ir.IntType(32)
+V16 = ir.VectorType(F32, 16)
+V8 = ir.VectorType(F32, 8)
+IV16 = ir.VectorType(I32, 16)
 
 
 class F32x16Type(types.Type):
@@ -38,10 +39,10 @@ f32x16 = F32x16Type()
 @register_model(F32x16Type)
 class _F32x16Model(models.PrimitiveModel):
     def __init__(self, dmm, fe_type) -> None:
-        super().__init__(dmm, fe_type, _V16)
+        super().__init__(dmm, fe_type, V16)
 
 
-def _fn(builder: ir.IRBuilder, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
+def declare(builder: ir.IRBuilder, name: str, ret: ir.Type, args: list[ir.Type]) -> ir.Function:
     module = builder.module
     existing = module.globals.get(name)
     if existing is not None:
@@ -49,22 +50,22 @@ def _fn(builder: ir.IRBuilder, name: str, ret: ir.Type, args: list[ir.Type]) -> 
     return ir.Function(module, ir.FunctionType(ret, args), name=name)
 
 
-def _elem_ptr(context, builder, arrty, arr, idx, idxty) -> ir.Value:
+def elem_ptr(context, builder, arrty, arr, idx, idxty) -> ir.Value:
     """Pointer to `arr[idx]` of a C-contiguous 1-D array (no bounds check)."""
     ary = context.make_array(arrty)(context, builder, arr)
     idx = context.cast(builder, idx, idxty, types.intp)
     return builder.gep(ary.data, [idx])
 
 
-def _splat(builder, value: ir.Value, vec: ir.VectorType) -> ir.Value:
+def splat(builder, value: ir.Value, vec: ir.VectorType) -> ir.Value:
     """`value` in all 16 lanes of a `vec` (<16 x float> or <16 x i32>)."""
-    one = builder.insert_element(ir.Constant(vec, None), value, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(one, one, ir.Constant(_I16V, [0] * 16))
+    one = builder.insert_element(ir.Constant(vec, None), value, ir.Constant(I32, 0))
+    return builder.shuffle_vector(one, one, ir.Constant(IV16, [0] * 16))
 
 
-def _vec_load(context, builder, arrty, arr, idx, idxty, vec: ir.VectorType = _V16) -> ir.Value:
+def vec_load(context, builder, arrty, arr, idx, idxty, vec: ir.VectorType = V16) -> ir.Value:
     """Load a `vec` (16 or 8 floats) from `arr[idx:]`, unaligned."""
-    ptr = _elem_ptr(context, builder, arrty, arr, idx, idxty)
+    ptr = elem_ptr(context, builder, arrty, arr, idx, idxty)
     return builder.load(builder.bitcast(ptr, vec.as_pointer()), align=4)
 
 
@@ -73,7 +74,7 @@ def vzero(typingctx):
     """A zero vector."""
 
     def codegen(context, builder, sig, args):
-        return ir.Constant(_V16, [0.0] * 16)
+        return ir.Constant(V16, [0.0] * 16)
 
     return f32x16(), codegen
 
@@ -84,7 +85,7 @@ def vbcast(typingctx, x):
 
     def codegen(context, builder, sig, args):
         v = context.cast(builder, args[0], sig.args[0], types.float32)
-        return _splat(builder, v, _V16)
+        return splat(builder, v, V16)
 
     return f32x16(x), codegen
 
@@ -96,7 +97,7 @@ def vload(typingctx, arr, idx):
         return None
 
     def codegen(context, builder, sig, args):
-        return _vec_load(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        return vec_load(context, builder, sig.args[0], args[0], args[1], sig.args[1])
 
     return f32x16(arr, idx), codegen
 
@@ -108,8 +109,8 @@ def vstore(typingctx, arr, idx, v):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-        builder.store(args[2], builder.bitcast(ptr, _V16.as_pointer()), align=4)
+        ptr = elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        builder.store(args[2], builder.bitcast(ptr, V16.as_pointer()), align=4)
         return context.get_dummy_value()
 
     return types.none(arr, idx, v), codegen
@@ -136,7 +137,7 @@ def vfma(typingctx, a, b, c):
     """`a * b + c`, fused."""
 
     def codegen(context, builder, sig, args):
-        fn = _fn(builder, "llvm.fma.v16f32", _V16, [_V16, _V16, _V16])
+        fn = declare(builder, "llvm.fma.v16f32", V16, [V16, V16, V16])
         return builder.call(fn, list(args))
 
     return f32x16(a, b, c), codegen
@@ -151,13 +152,11 @@ def vhsum(typingctx, v):
         width = 16
         while width > 1:
             half = width // 2
-            lo = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(_I32, half), list(range(half))))
-            hi = builder.shuffle_vector(
-                x, x, ir.Constant(ir.VectorType(_I32, half), list(range(half, width)))
-            )
+            lo = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(I32, half), list(range(half))))
+            hi = builder.shuffle_vector(x, x, ir.Constant(ir.VectorType(I32, half), list(range(half, width))))
             x = builder.fadd(lo, hi)
             width = half
-        return builder.extract_element(x, ir.Constant(_I32, 0))
+        return builder.extract_element(x, ir.Constant(I32, 0))
 
     return types.float32(v), codegen
 
@@ -180,11 +179,11 @@ def prefetch(typingctx, arr, idx):
         return None
 
     def codegen(context, builder, sig, args):
-        ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        ptr = elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
         i8p = ir.IntType(8).as_pointer()
-        fn = _fn(builder, "llvm.prefetch.p0", ir.VoidType(), [i8p, _I32, _I32, _I32])
+        fn = declare(builder, "llvm.prefetch.p0", ir.VoidType(), [i8p, I32, I32, I32])
         builder.call(
-            fn, [builder.bitcast(ptr, i8p), ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)]
+            fn, [builder.bitcast(ptr, i8p), ir.Constant(I32, 0), ir.Constant(I32, 3), ir.Constant(I32, 1)]
         )
         return context.get_dummy_value()
 
@@ -199,7 +198,7 @@ def popcount(typingctx, x):
 
     def codegen(context, builder, sig, args):
         ty = args[0].type
-        fn = _fn(builder, f"llvm.ctpop.i{ty.width}", ty, [ty])
+        fn = declare(builder, f"llvm.ctpop.i{ty.width}", ty, [ty])
         return context.cast(builder, builder.call(fn, [args[0]]), sig.args[0], types.int64)
 
     return types.int64(x), codegen
@@ -213,7 +212,7 @@ def ctz(typingctx, x):
 
     def codegen(context, builder, sig, args):
         ty = args[0].type
-        fn = _fn(builder, f"llvm.cttz.i{ty.width}", ty, [ty, ir.IntType(1)])
+        fn = declare(builder, f"llvm.cttz.i{ty.width}", ty, [ty, ir.IntType(1)])
         r = builder.call(fn, [args[0], ir.Constant(ir.IntType(1), 1)])
         return context.cast(builder, r, sig.args[0], types.int64)
 
@@ -227,9 +226,9 @@ def vload2x8(typingctx, arr, i, j):
         return None
 
     def codegen(context, builder, sig, args):
-        lo = _vec_load(context, builder, sig.args[0], args[0], args[1], sig.args[1], _V8)
-        hi = _vec_load(context, builder, sig.args[0], args[0], args[2], sig.args[2], _V8)
-        return builder.shuffle_vector(lo, hi, ir.Constant(_I16V, list(range(16))))
+        lo = vec_load(context, builder, sig.args[0], args[0], args[1], sig.args[1], V8)
+        hi = vec_load(context, builder, sig.args[0], args[0], args[2], sig.args[2], V8)
+        return builder.shuffle_vector(lo, hi, ir.Constant(IV16, list(range(16))))
 
     return f32x16(arr, i, j), codegen
 
@@ -241,9 +240,9 @@ def vbcast2(typingctx, a, b):
     def codegen(context, builder, sig, args):
         va = context.cast(builder, args[0], sig.args[0], types.float32)
         vb = context.cast(builder, args[1], sig.args[1], types.float32)
-        v = builder.insert_element(ir.Constant(_V16, None), va, ir.Constant(_I32, 0))
-        v = builder.insert_element(v, vb, ir.Constant(_I32, 1))
-        return builder.shuffle_vector(v, v, ir.Constant(_I16V, [0] * 8 + [1] * 8))
+        v = builder.insert_element(ir.Constant(V16, None), va, ir.Constant(I32, 0))
+        v = builder.insert_element(v, vb, ir.Constant(I32, 1))
+        return builder.shuffle_vector(v, v, ir.Constant(IV16, [0] * 8 + [1] * 8))
 
     return f32x16(a, b), codegen
 
@@ -256,14 +255,14 @@ def vstore8_halves(typingctx, arr, idx, v, accumulate):
 
     def codegen(context, builder, sig, args):
         v = args[2]
-        lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, 8), list(range(8))))
-        hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, 8), list(range(8, 16))))
+        lo = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(I32, 8), list(range(8))))
+        hi = builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(I32, 8), list(range(8, 16))))
         s = builder.fadd(lo, hi)
-        old = _vec_load(context, builder, sig.args[0], args[0], args[1], sig.args[1], _V8)
+        old = vec_load(context, builder, sig.args[0], args[0], args[1], sig.args[1], V8)
         acc = context.cast(builder, args[3], sig.args[3], types.boolean)
         s = builder.select(acc, builder.fadd(s, old), s)
-        ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-        builder.store(s, builder.bitcast(ptr, _V8.as_pointer()), align=4)
+        ptr = elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
+        builder.store(s, builder.bitcast(ptr, V8.as_pointer()), align=4)
         return context.get_dummy_value()
 
     return types.none(arr, idx, v, accumulate), codegen
@@ -288,7 +287,7 @@ def _transpose16_codegen(context, builder, sig, args, with_bias: bool) -> None:
     def ptr_at(ty, arr, off, i, stride):
         ary = context.make_array(ty)(context, builder, arr)
         idx = builder.add(off, builder.mul(stride, ir.Constant(i64, i)))
-        return builder.bitcast(builder.gep(ary.data, [idx]), _V16.as_pointer())
+        return builder.bitcast(builder.gep(ary.data, [idx]), V16.as_pointer())
 
     cast = [context.cast(builder, args[k], sig.args[k], types.int64) for k in (1, 2, 4, 5)]
     so, ss, do, ds = cast
@@ -299,8 +298,8 @@ def _transpose16_codegen(context, builder, sig, args, with_bias: bool) -> None:
         for i in range(16):
             if not i & s:
                 a, b = rows[i], rows[i + s]
-                rows[i] = builder.shuffle_vector(a, b, ir.Constant(_I16V, lo))
-                rows[i + s] = builder.shuffle_vector(a, b, ir.Constant(_I16V, hi))
+                rows[i] = builder.shuffle_vector(a, b, ir.Constant(IV16, lo))
+                rows[i + s] = builder.shuffle_vector(a, b, ir.Constant(IV16, hi))
         s //= 2
     if with_bias:
         bo = context.cast(builder, args[7], sig.args[7], types.int64)
@@ -334,164 +333,3 @@ def transpose16_bias(typingctx, src, so, ss, dst, do, ds, bias, bo):
         return context.get_dummy_value()
 
     return types.none(src, so, ss, dst, do, ds, bias, bo), codegen
-
-
-# --- x86 AVX-512 only -------------------------------------------------------------------------
-
-
-@intrinsic
-def vexpand(typingctx, vals, off, mask):
-    """Register-form `vexpandps`: lane i gets the next of `vals[off:]` where bit i of `mask` is set.
-
-    Loads 16 floats from `vals[off]` unconditionally: `vals` must be padded by 16 elements.
-    """
-    if not (isinstance(vals, types.Array) and isinstance(mask, types.Integer)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-        packed = builder.load(builder.bitcast(ptr, _V16.as_pointer()), align=4)
-        m16 = builder.trunc(args[2], ir.IntType(16)) if args[2].type.width > 16 else args[2]
-        bits = builder.bitcast(m16, ir.VectorType(ir.IntType(1), 16))
-        fn = _fn(
-            builder,
-            "llvm.x86.avx512.mask.expand.v16f32",
-            _V16,
-            [_V16, _V16, ir.VectorType(ir.IntType(1), 16)],
-        )
-        return builder.call(fn, [packed, ir.Constant(_V16, [0.0] * 16), bits])
-
-    return f32x16(vals, off, mask), codegen
-
-
-_BASE24 = [4 * (i // 2) for i in range(16)]  # value j of a 32-column window sits in group j // 2
-_SHIFT24 = [2 * i for i in range(16)]
-
-
-def _offsets24(builder, word: ir.Value) -> ir.Value:
-    """<16 x i32>: lane j = `4 * (j // 2) + ((word >> 2j) & 3)`, value j's column in its 32-column window."""
-    w = (
-        builder.trunc(word, _I32)
-        if word.type.width > 32
-        else builder.zext(word, _I32)
-        if word.type.width < 32
-        else word
-    )
-    pos = builder.and_(
-        builder.lshr(_splat(builder, w, _I16V), ir.Constant(_I16V, _SHIFT24)), ir.Constant(_I16V, [3] * 16)
-    )
-    return builder.add(pos, ir.Constant(_I16V, _BASE24))
-
-
-@intrinsic
-def vpermt2_24(typingctx, x, xoff, word):
-    """2:4 select with `vpermt2ps`: lane j = `x[xoff + 4 * (j // 2) + ((word >> 2j) & 3)]`.
-
-    `word` holds 16 two-bit positions (value j's position inside its group of 4), so one call
-    turns 32 input columns and one 32-bit index word into the 16 inputs of 16 kept weights.
-    """
-    if not (isinstance(x, types.Array) and isinstance(word, types.Integer)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-        vp = builder.bitcast(ptr, _V16.as_pointer())
-        lo = builder.load(vp, align=4)
-        hi = builder.load(builder.gep(vp, [ir.Constant(_I32, 1)]), align=4)
-        idx = _offsets24(builder, args[2])
-        fn = _fn(builder, "llvm.x86.avx512.vpermi2var.ps.512", _V16, [_V16, _I16V, _V16])
-        return builder.call(fn, [lo, idx, hi])
-
-    return f32x16(x, xoff, word), codegen
-
-
-@intrinsic
-def vgather(typingctx, x, cols, j):
-    """`x[cols[j : j + 16]]` with one `vgatherdps` (uint16 or int32 column indices, unchecked).
-
-    Why a gather here when decoding avoids them elsewhere: for CSR at batch 1, `x` sits in L1 and
-    a 16-lane gather per 16 stored values was 1.3-1.5x faster than the 4-accumulator scalar loop
-    (measured at 70-99% on 4096x4096, 1 and 2 threads).
-    """
-    if not (
-        isinstance(x, types.Array)
-        and x.dtype == types.float32
-        and isinstance(cols, types.Array)
-        and cols.dtype in (types.uint16, types.int32)
-    ):
-        return None
-
-    def codegen(context, builder, sig, args):
-        xa = context.make_array(sig.args[0])(context, builder, args[0])
-        width = sig.args[1].dtype.bitwidth
-        cptr = _elem_ptr(context, builder, sig.args[1], args[1], args[2], sig.args[2])
-        idx = builder.load(builder.bitcast(cptr, ir.VectorType(ir.IntType(width), 16).as_pointer()), align=2)
-        if width == 16:
-            idx = builder.zext(idx, _I16V)
-        i8p = ir.IntType(8).as_pointer()
-        mask_t = ir.VectorType(ir.IntType(1), 16)
-        fn = _fn(builder, "llvm.x86.avx512.mask.gather.dps.512", _V16, [_V16, i8p, _I16V, mask_t, _I32])
-        all_lanes = ir.Constant(mask_t, [1] * 16)
-        return builder.call(
-            fn,
-            [
-                ir.Constant(_V16, [0.0] * 16),
-                builder.bitcast(xa.data, i8p),
-                idx,
-                all_lanes,
-                ir.Constant(_I32, 4),
-            ],
-        )
-
-    return f32x16(x, cols, j), codegen
-
-
-@intrinsic
-def vdecode24(typingctx, buf, off, base, word):
-    """Store the 16 columns of one 2:4 index word at `buf[off : off + 16]` (int32).
-
-    Value i of the word sits at column `base + 4 * (i // 2) + ((word >> 2i) & 3)`: the index
-    arithmetic of `vpermt2_24`, stored instead of used as a permutation (one shift, and, add).
-    """
-    if not (isinstance(buf, types.Array) and buf.dtype == types.int32 and isinstance(word, types.Integer)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-        b = context.cast(builder, args[2], sig.args[2], types.int32)
-        bv = _splat(builder, b, _I16V)
-        cols = builder.add(_offsets24(builder, args[3]), bv)
-        builder.store(cols, builder.bitcast(ptr, _I16V.as_pointer()), align=4)
-        return context.get_dummy_value()
-
-    return types.none(buf, off, base, word), codegen
-
-
-@intrinsic
-def vcompress_cols(typingctx, buf, off, base, mask):
-    """Store `base + i` for each set bit i of `mask`, packed, at `buf[off:]` (register `vpcompressd`).
-
-    Writes 16 int32 lanes unconditionally: `buf` needs 16 elements of slack past the last index.
-    """
-    if not (isinstance(buf, types.Array) and buf.dtype == types.int32 and isinstance(mask, types.Integer)):
-        return None
-
-    def codegen(context, builder, sig, args):
-        ptr = _elem_ptr(context, builder, sig.args[0], args[0], args[1], sig.args[1])
-        b = context.cast(builder, args[2], sig.args[2], types.int32)
-        bv = _splat(builder, b, _I16V)
-        lanes = builder.add(bv, ir.Constant(_I16V, list(range(16))))
-        m = args[3]
-        m16 = builder.trunc(m, ir.IntType(16)) if m.type.width > 16 else m
-        bits = builder.bitcast(m16, ir.VectorType(ir.IntType(1), 16))
-        fn = _fn(
-            builder,
-            "llvm.x86.avx512.mask.compress.v16i32",
-            _I16V,
-            [_I16V, _I16V, ir.VectorType(ir.IntType(1), 16)],
-        )
-        packed = builder.call(fn, [lanes, ir.Constant(_I16V, [0] * 16), bits])
-        builder.store(packed, builder.bitcast(ptr, _I16V.as_pointer()), align=4)
-        return context.get_dummy_value()
-
-    return types.none(buf, off, base, mask), codegen

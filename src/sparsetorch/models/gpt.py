@@ -24,15 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsetorch.models import MODELS, ModelSpec
+from sparsetorch.data.shakespeare import byte_ids
+from sparsetorch.models.registry import MODELS, ModelSpec
 
 
 def encode(text: str) -> torch.Tensor:
-    """UTF-8 bytes of `text` as a 1-D int64 tensor of ids in [0, 256)."""
-    data = bytearray(text.encode("utf-8"))
-    if not data:
-        return torch.empty(0, dtype=torch.long)
-    return torch.frombuffer(data, dtype=torch.uint8).long()
+    """UTF-8 bytes of `text` as a 1-D int64 tensor of ids in [0, 256) (`data.shakespeare.byte_ids`)."""
+    return byte_ids(text)
 
 
 def decode(ids: torch.Tensor | list[int]) -> str:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsetorch.models import MODELS, ModelSpec
+from sparsetorch.models.registry import MODELS, ModelSpec
 
 MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
 INSTALL_HINT = "pip install 'sparsetorch[hf]'"

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsetorch.models import MODELS, ModelSpec
+from sparsetorch.models.registry import MODELS, ModelSpec
 
 PAPER = "LeCun et al. 1998, Gradient-based learning applied to document recognition"
 

@@ -15,7 +15,7 @@ Recipes (seeded, CPU, 2 threads):
 - `gpt-tiny`: Shakespeare bytes (`load_shakespeare`, split by work), AdamW lr 1e-3 (100 warmup steps,
   cosine to 1e-4), weight decay 0.1 on matrices, grad clip 1.0, 1500 steps of 32 x 128 tokens.
 
-The training loops here are deliberately minimal and private; `sparsetorch.training` owns general ones.
+Both recipes train on the substrate of `sparsetorch.training` (`train_steps`, `fit_lm`).
 """
 
 from __future__ import annotations
@@ -37,8 +37,26 @@ from torch import nn
 
 from sparsetorch._io import atomic_path
 from sparsetorch.evaluation import classification_metrics
-from sparsetorch.models import create_model
+from sparsetorch.models.registry import create_model
 from sparsetorch.registry import Registry
+from sparsetorch.training.fit import progress_bar
+from sparsetorch.training.lm import evaluate_lm, fit_lm, lm_optimizer, warmup_cosine
+from sparsetorch.training.loop import Loss, Step, epoch_batches, train_steps
+
+__all__ = [
+    "RECIPES",
+    "RECIPE_FORMAT",
+    "ClassifierRecipe",
+    "CorruptCacheError",
+    "LMRecipe",
+    "cache_path",
+    "lm_optimizer",  # re-exported: it lives in training.lm
+    "pretrained",
+    "pretrained_metrics",
+    "recipe_hash",
+    "train_reference",
+    "warmup_cosine",
+]
 
 RECIPE_FORMAT = 1
 
@@ -223,13 +241,6 @@ def _save_atomic(path: Path, state: dict[str, torch.Tensor], metadata: dict[str,
         save_file(state, tmp, metadata=metadata)
 
 
-def _progress_bar(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    return Progress(*columns, TextColumn("{task.fields[status]}"), disable=not enabled)
-
-
 def _train_classifier(
     model: nn.Module, recipe: ClassifierRecipe, *, progress: bool, label: str
 ) -> dict[str, float]:
@@ -237,91 +248,59 @@ def _train_classifier(
 
     x, y = data.load_fashion_mnist("train").tensors  # (N, 1, 28, 28) float32, (N,) int64
     x_test, y_test = data.load_fashion_mnist("test").tensors
-    gen = torch.Generator().manual_seed(recipe.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
     per_epoch = math.ceil(len(x) / recipe.batch_size)
-    total = min(recipe.epochs * per_epoch, recipe.max_steps or math.inf)
-    step, loss_ema = 0, float("nan")
+    total = int(min(recipe.epochs * per_epoch, recipe.max_steps or math.inf))
+    batches = epoch_batches(len(x), recipe.batch_size, torch.Generator().manual_seed(recipe.seed))
+
+    def loss_fn(model: nn.Module, index: torch.Tensor) -> Loss:
+        return Loss(F.cross_entropy(model(x[index]), y[index]))
+
     model.train()
-    with _progress_bar(progress) as bar:
+    with progress_bar(progress, "{task.fields[status]}") as bar:
         task = bar.add_task(f"training {label}", total=total, status="")
-        while step < total:
-            for idx in torch.randperm(len(x), generator=gen).split(recipe.batch_size):
-                loss = F.cross_entropy(model(x[idx]), y[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                step += 1
-                loss_ema = loss.item() if step == 1 else 0.95 * loss_ema + 0.05 * loss.item()
-                bar.update(task, advance=1, status=f"loss {loss_ema:.3f}")
-                if step >= total:
-                    break
+        ema = _LossEMA(0.95, 0.05, bar, task)
+        opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+        train_steps(model, opt, batches, loss_fn, steps=total, on_step=ema)
     model.eval()
     test = classification_metrics(model, x_test, y_test)
     return {
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
-        "train_loss": loss_ema,
-        "steps": step,
+        "train_loss": ema.value,
+        "steps": total,
     }
 
 
-def lm_optimizer(model: nn.Module, *, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with betas (0.9, 0.99) and weight decay on matrices only (GPT-2): the LM recipe's optimizer."""
-    matrices = [p for p in model.parameters() if p.dim() >= 2]
-    others = [p for p in model.parameters() if p.dim() < 2]
-    return torch.optim.AdamW(
-        [{"params": matrices, "weight_decay": weight_decay}, {"params": others, "weight_decay": 0.0}],
-        lr=lr,
-        betas=(0.9, 0.99),
-    )
+class _LossEMA:
+    """An `on_step` callback: the exponential moving average of the loss, shown on a progress bar."""
 
+    def __init__(self, decay: float, new: float, bar: Any, task: Any) -> None:
+        self.decay, self.new, self.bar, self.task, self.value = decay, new, bar, task, float("nan")
 
-def warmup_cosine(step: int, *, lr: float, min_lr: float, warmup: int, steps: int) -> float:
-    """Learning rate at `step`: linear warmup over `warmup` steps, then cosine from `lr` to `min_lr`."""
-    if step < warmup:
-        return lr * (step + 1) / warmup
-    t = (step - warmup) / max(1, steps - warmup)
-    return min_lr + 0.5 * (lr - min_lr) * (1 + math.cos(math.pi * min(t, 1.0)))
+    def __call__(self, step: Step) -> None:
+        first = step.index == 0
+        self.value = step.loss if first else self.decay * self.value + self.new * step.loss
+        self.bar.update(self.task, advance=1, status=f"loss {self.value:.3f}")
 
 
 def _train_lm(model: nn.Module, recipe: LMRecipe, *, progress: bool, label: str) -> dict[str, float]:
     from sparsetorch import data
-    from sparsetorch.models.gpt import encode
 
-    T = model.config.block_size
-    train = encode(data.load_shakespeare("train")).unfold(0, T + 1, 1)  # (N - T, T + 1) windows (a view)
-    val = encode(data.load_shakespeare("val")).unfold(0, T + 1, 1)
-    gen = torch.Generator().manual_seed(recipe.seed)
-    opt = lm_optimizer(model, lr=recipe.lr, weight_decay=recipe.weight_decay)
-
-    def lr_at(step: int) -> float:
-        return warmup_cosine(
-            step, lr=recipe.lr, min_lr=recipe.min_lr, warmup=recipe.warmup_steps, steps=recipe.steps
-        )
-
-    loss_ema = float("nan")
-    model.train()
-    with _progress_bar(progress) as bar:
+    text = (data.load_shakespeare("train"), data.load_shakespeare("val"))
+    train, val = data.shakespeare.shakespeare_windows(model.config.block_size, text=text)  # (N - T, T + 1)
+    with progress_bar(progress, "{task.fields[status]}") as bar:
         task = bar.add_task(f"training {label}", total=recipe.steps, status="")
-        for step in range(recipe.steps):
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step)
-            batch = train[torch.randint(len(train), (recipe.batch_size,), generator=gen)]  # (B, T + 1)
-            loss = model.loss(batch[:, :-1], batch[:, 1:])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
-            opt.step()
-            loss_ema = loss.item() if step == 0 else 0.98 * loss_ema + 0.02 * loss.item()
-            bar.update(task, advance=1, status=f"loss {loss_ema:.3f}")
-    model.eval()
-    starts = torch.linspace(0, len(val) - 1, min(recipe.eval_windows, len(val))).long()
-    loss_sum = 0.0
-    with torch.inference_mode():
-        for chunk in starts.split(recipe.batch_size):
-            batch = val[chunk]  # (b, T + 1)
-            loss_sum += model.loss(batch[:, :-1], batch[:, 1:]).item() * len(chunk)
-    val_loss = loss_sum / len(starts)
-    bpb = val_loss / math.log(2)  # byte-level tokens: bits per token = bits per byte
-    return {"val_loss": val_loss, "val_bpb": bpb, "train_loss": loss_ema, "steps": recipe.steps}
+        ema = _LossEMA(0.98, 0.02, bar, task)
+        fit_lm(
+            model, train, steps=recipe.steps, batch_size=recipe.batch_size, lr=recipe.lr, min_lr=recipe.min_lr,
+            warmup_steps=recipe.warmup_steps, weight_decay=recipe.weight_decay, grad_clip=recipe.grad_clip,
+            seed=recipe.seed, on_step=ema,
+        )  # fmt: skip
+    held_out = evaluate_lm(model, val, num_windows=recipe.eval_windows, batch_size=recipe.batch_size)
+    # byte-level tokens: bits per token = bits per byte
+    return {
+        "val_loss": held_out["loss"],
+        "val_bpb": held_out["bits_per_byte"],
+        "train_loss": ema.value,
+        "steps": recipe.steps,
+    }

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsetorch.models import MODELS, ModelSpec
+from sparsetorch.models.registry import MODELS, ModelSpec
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,15 @@
     >>> len(list_papers(axis="time"))
     8
 
-`run_paper(key, scale)` returns a `Result` whose `holds` is computed from its checks; planned papers
-raise `NotImplementedError`. `python -m sparsetorch.papers` prints the markdown of docs/papers.md.
+`entry_points(paper=key)` lists what a user calls for a paper (its registered methods, gates,
+activations, drivers, and declared functions). `run_paper(key, scale)` returns a `Result` whose
+`holds` is computed from its checks; planned papers raise `NotImplementedError`.
+`python -m sparsetorch.papers` prints the markdown of docs/papers.md.
 """
 
 from __future__ import annotations
 
-from sparsetorch.papers import catalog  # noqa: F401  (registers the 53 catalog entries)
+from sparsetorch.papers import catalog  # noqa: F401  (registers the catalog entries)
 from sparsetorch.papers.base import (
     AXIS_DESCRIPTIONS,
     SCALES,
@@ -24,7 +26,14 @@ from sparsetorch.papers.base import (
     Status,
     check_scale,
 )
-from sparsetorch.papers.registry import PAPERS, get_paper, list_papers, register_paper, run_paper
+from sparsetorch.papers.registry import (
+    PAPERS,
+    entry_points,
+    get_paper,
+    list_papers,
+    register_paper,
+    run_paper,
+)
 from sparsetorch.papers.render import papers_markdown, papers_table
 
 __all__ = [
@@ -38,6 +47,7 @@ __all__ = [
     "Scale",
     "Status",
     "check_scale",
+    "entry_points",
     "get_paper",
     "list_papers",
     "papers_markdown",

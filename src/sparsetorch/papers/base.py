@@ -1,4 +1,4 @@
-"""The vocabulary of `sparsetorch.papers`: axes, scales, checks, results and papers.
+"""The vocabulary of `sparsetorch.papers`: scales, checks, results and papers (axes: `registry.Axis`).
 
 A `Paper` states one claim from its abstract and, once implemented, a `reproduce(scale)` function
 that measures it. The measurement comes back as a `Result`: named metrics plus `Check`s, each a
@@ -20,8 +20,9 @@ import math
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any, Literal
+
+from sparsetorch.registry import AXIS_DESCRIPTIONS, Axis
 
 __all__ = [
     "AXIS_DESCRIPTIONS",
@@ -36,33 +37,6 @@ __all__ = [
     "check_scale",
 ]
 
-
-class Axis(str, Enum):
-    """Where a paper's sparsity lives; the four axes of DESIGN.md plus three supporting layers."""
-
-    CONNECTIONS = "connections"
-    ACTIVATIONS = "activations"
-    ROUTES = "routes"
-    TIME = "time"
-    REPRESENTATIONS = "representations"
-    EXECUTION = "execution"
-    ARCHITECTURE = "architecture"
-
-    def __str__(self) -> str:
-        return self.value
-
-
-AXIS_DESCRIPTIONS: dict[Axis, str] = {
-    Axis.CONNECTIONS: "which weights exist: pruning, sparse training, structured (N:M, group) sparsity",
-    Axis.ACTIVATIONS: "which units fire: k-WTA, top-k, thresholding, temporal deltas, sparse MLP codes",
-    Axis.ROUTES: "which experts, tokens, channels, keys, adapters or models are computed: MoE, token "
-    "skipping, sparse attention, model routing",
-    Axis.TIME: "which steps carry events: spiking neurons, spike-based learning, temporal dynamics",
-    Axis.REPRESENTATIONS: "the theory the axes rest on: sparse distributed representations, sparse coding",
-    Axis.EXECUTION: "turning sparsity into saved time, memory and energy: formats, kernels, hardware",
-    Axis.ARCHITECTURE: "architectures built or searched for sparsity: sparse search spaces, sparse-input "
-    "topologies",
-}
 
 Scale = Literal["tiny", "small", "full"]
 SCALES: tuple[str, ...] = ("tiny", "small", "full")
@@ -249,6 +223,10 @@ class Paper:
         claim: one sentence drawn from the abstract, quantitative where the abstract is.
         modules: sparsetorch module paths that implement the method (empty until implemented).
         reproduce: `reproduce(scale) -> Result` for scale in `SCALES`; None while planned.
+        entry_points: what a user calls for this paper beyond the methods whose `paper` names it:
+            registered names (`"rigl"`) or `"module:attribute"` paths; `sparsetorch.discovery`
+            resolves both.
+        seed: one of the seed papers of `papers.md` (False for a reference reproduction such as RigL).
     """
 
     index: int
@@ -259,6 +237,8 @@ class Paper:
     claim: str
     modules: tuple[str, ...] = ()
     reproduce: Callable[[str], Result] | None = field(default=None, repr=False)
+    entry_points: tuple[str, ...] = ()
+    seed: bool = True
 
     def __post_init__(self) -> None:
         if self.index < 1:
@@ -272,6 +252,7 @@ class Paper:
         if not claim or "\n" in claim or not claim.endswith("."):
             raise ValueError(f"paper {self.key!r}: claim must be one non-empty sentence ending with '.'")
         object.__setattr__(self, "modules", tuple(self.modules))
+        object.__setattr__(self, "entry_points", tuple(self.entry_points))
         if self.reproduce is not None and not callable(self.reproduce):
             raise TypeError(f"paper {self.key!r}: reproduce must be callable or None")
 

@@ -102,63 +102,66 @@ def _patches(setting: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return fitted.white, test
 
 
-def reproduce(scale: str = "tiny", *, figure_dir: str | Path | None = None) -> Result:
-    """Learn l1, l0 and CEL0 dictionaries on natural-image patches and compare them at equal sparsity.
-
-    Args:
-        scale: "tiny", "small" or "full".
-        figure_dir: if given, the dictionaries are written there as `beyond_l1_<penalty>.png`.
-    """
-    setting = SETTINGS[check_scale(scale)]
-    train, test = _patches(setting)
-    m: dict[str, float] = {
-        "atoms": setting["atoms"],
-        "steps": setting["steps"],
-        "train_patches": train.shape[0],
-    }
+def _orientation_baseline(train: torch.Tensor) -> tuple[float, float]:
+    """The 95th percentile of random atoms' orientation selectivity (the cut), and the fraction of
+    random training patches above it (atoms start as such patches: how oriented are they already?)."""
     null = orientation_selectivity(
         random_dictionary(PATCH * PATCH, 4000, generator=torch.Generator().manual_seed(SEED)),
         patch_size=PATCH,
     )
     cut = float(null.quantile(0.95))
-    m["orientation_null_q95"] = cut
-    # atoms start as random training patches: how oriented are such patches already?
     sample = train[torch.randperm(train.shape[0], generator=torch.Generator().manual_seed(SEED))[:2000]]
     initial = orientation_selectivity(normalize_atoms(sample.T), patch_size=PATCH)
-    m["init_oriented_fraction"] = float((initial > cut).float().mean())
-    curves = {}
-    runs = [("l1", "l1", 1), ("l0", "l0", 1), ("cel0", "cel0", 1), ("l1_2x", "l1", 2)]
-    for name, penalty, factor in runs:
-        learned = learn_dictionary(
-            train,
-            atoms=factor * setting["atoms"],
-            penalty=penalty,
-            density=DENSITY / factor,  # the 2x dictionary keeps the same active count per patch
-            steps=setting["steps"],
-            batch_size=setting["batch"],
-            code_iterations=setting["iterations"],
-            generator=torch.Generator().manual_seed(SEED),
-        )
-        lams = [learned.lam * f for f in LAMBDA_FACTORS]
-        curves[name] = sparsity_curve(
-            test, learned.dictionary, penalty=penalty, lams=lams, iterations=setting["eval"]
-        )
-        m[f"{name}_lambda"] = learned.lam
-        m[f"{name}_loss_first"] = float(learned.losses[:5].mean())
-        m[f"{name}_loss_last"] = float(learned.losses[-5:].mean())
-        oriented = orientation_selectivity(learned.dictionary, patch_size=PATCH)
-        m[f"{name}_oriented_fraction"] = float((oriented > cut).float().mean())
-        m[f"{name}_median_orientation_selectivity"] = float(oriented.median())
-        try:  # matplotlib is optional (the `bench` extra): without it the grid is not drawn
-            png = render_dictionary(
-                learned.dictionary,
-                patch_size=PATCH,
-                title=f"{name}: {factor * setting['atoms']} atoms, {scale}",
-                path=None if figure_dir is None else Path(figure_dir) / f"beyond_l1_{name}.png",
-            )
-        except ImportError:
-            png = b""
-        m[f"{name}_figure_png_bytes"] = len(png)
+    return cut, float((initial > cut).float().mean())
+
+
+def _figure_bytes(dictionary: torch.Tensor, *, title: str, path: Path | None) -> int:
+    """Size of the rendered atom grid in PNG bytes; 0 without matplotlib (the optional `bench` extra)."""
+    try:
+        return len(render_dictionary(dictionary, patch_size=PATCH, title=title, path=path))
+    except ImportError:
+        return 0
+
+
+def _learn_and_measure(
+    train: torch.Tensor,
+    test: torch.Tensor,
+    setting: dict,
+    *,
+    name: str,
+    penalty: str,
+    factor: int,
+    cut: float,
+    title: str,
+    figure_dir: str | Path | None,
+) -> tuple[list, dict[str, float]]:
+    """Learn one dictionary; its test sparsity curve and its metrics (lambda, losses, orientation)."""
+    learned = learn_dictionary(
+        train,
+        atoms=factor * setting["atoms"],
+        penalty=penalty,
+        density=DENSITY / factor,  # the 2x dictionary keeps the same active count per patch
+        steps=setting["steps"],
+        batch_size=setting["batch"],
+        code_iterations=setting["iterations"],
+        generator=torch.Generator().manual_seed(SEED),
+    )
+    lams = [learned.lam * f for f in LAMBDA_FACTORS]
+    curve = sparsity_curve(test, learned.dictionary, penalty=penalty, lams=lams, iterations=setting["eval"])
+    oriented = orientation_selectivity(learned.dictionary, patch_size=PATCH)
+    path = None if figure_dir is None else Path(figure_dir) / f"beyond_l1_{name}.png"
+    return curve, {
+        f"{name}_lambda": learned.lam,
+        f"{name}_loss_first": float(learned.losses[:5].mean()),
+        f"{name}_loss_last": float(learned.losses[-5:].mean()),
+        f"{name}_oriented_fraction": float((oriented > cut).float().mean()),
+        f"{name}_median_orientation_selectivity": float(oriented.median()),
+        f"{name}_figure_png_bytes": _figure_bytes(learned.dictionary, title=title, path=path),
+    }
+
+
+def _compare_curves(curves: dict, m: dict[str, float]) -> None:
+    """Errors at matched densities and densities at the matched error, added to `m`."""
     for density in MATCHED_DENSITIES:
         tag = f"{round(density * 100)}pct"
         for name in ("l1", "l0", "cel0"):
@@ -176,11 +179,10 @@ def reproduce(scale: str = "tiny", *, figure_dir: str | Path | None = None) -> R
     for name in ("l1", "l0", "cel0"):
         m[f"{name}_density_at_matched_error"] = density_at_error(curves[name], target)
     m["l1_over_cel0_density_ratio"] = m["l1_density_at_matched_error"] / m["cel0_density_at_matched_error"]
-    m["cel0_prox_max_error"] = _prox_error()
-    fractions = [m[f"{name}_oriented_fraction"] for name in ("l1", "l0", "cel0")]
-    m["min_oriented_fraction"] = min(fractions)
-    m["mean_oriented_fraction"] = sum(fractions) / len(fractions)
-    checks = {
+
+
+def _checks(m: dict[str, float]) -> dict[str, tuple]:
+    return {
         "cel0_prox_matches_brute_force": ("cel0_prox_max_error", "<=", 2e-4),
         "l0_beats_l1_at_3pct": ("l1_over_l0_error_ratio_at_3pct", ">=", 1.25),
         "l0_beats_l1_at_5pct": ("l1_over_l0_error_ratio_at_5pct", ">=", 1.25),
@@ -195,6 +197,10 @@ def reproduce(scale: str = "tiny", *, figure_dir: str | Path | None = None) -> R
             m["init_oriented_fraction"] + 0.05,
         ),
     }
+
+
+def _note(scale: str, setting: dict, train: torch.Tensor, test: torch.Tensor, m: dict[str, float]) -> str:
+    cut = m["orientation_null_q95"]
     note = (
         f"{scale}: {train.shape[0]} training / {test.shape[0]} test whitened {PATCH}x{PATCH} patches of 12 photos; "
         f"{setting['atoms']} atoms, {setting['steps']} steps at code density {DENSITY}. Relative error at 5% density: "
@@ -209,4 +215,44 @@ def reproduce(scale: str = "tiny", *, figure_dir: str | Path | None = None) -> R
     )
     if any(math.isnan(v) for v in m.values()):
         note += " Some interpolations fell outside the lambda sweep (NaN): those checks fail."
-    return Result.from_comparisons(m, checks=checks, note=note)
+    return note
+
+
+def reproduce(scale: str = "tiny", *, figure_dir: str | Path | None = None) -> Result:
+    """Learn l1, l0 and CEL0 dictionaries on natural-image patches and compare them at equal sparsity.
+
+    Args:
+        scale: "tiny", "small" or "full".
+        figure_dir: if given, the dictionaries are written there as `beyond_l1_<penalty>.png`.
+    """
+    setting = SETTINGS[check_scale(scale)]
+    train, test = _patches(setting)
+    m: dict[str, float] = {
+        "atoms": setting["atoms"],
+        "steps": setting["steps"],
+        "train_patches": train.shape[0],
+    }
+    m["orientation_null_q95"], m["init_oriented_fraction"] = _orientation_baseline(train)
+    cut = m["orientation_null_q95"]
+    curves = {}
+    runs = [("l1", "l1", 1), ("l0", "l0", 1), ("cel0", "cel0", 1), ("l1_2x", "l1", 2)]
+    for name, penalty, factor in runs:
+        title = f"{name}: {factor * setting['atoms']} atoms, {scale}"
+        curves[name], measured = _learn_and_measure(
+            train,
+            test,
+            setting,
+            name=name,
+            penalty=penalty,
+            factor=factor,
+            cut=cut,
+            title=title,
+            figure_dir=figure_dir,
+        )
+        m.update(measured)
+    _compare_curves(curves, m)
+    m["cel0_prox_max_error"] = _prox_error()
+    fractions = [m[f"{name}_oriented_fraction"] for name in ("l1", "l0", "cel0")]
+    m["min_oriented_fraction"] = min(fractions)
+    m["mean_oriented_fraction"] = sum(fractions) / len(fractions)
+    return Result.from_comparisons(m, checks=_checks(m), note=_note(scale, setting, train, test, m))

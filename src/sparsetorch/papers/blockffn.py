@@ -35,7 +35,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparsetorch.activations.blockffn import BlockFFN, BlockFFNAux, BlockFFNConfig, cosine_ramp
-from sparsetorch.models.pretrained import lm_optimizer, warmup_cosine
 from sparsetorch.papers.base import Result, check_scale
 
 SCALES: dict[str, dict[str, int]] = {
@@ -116,25 +115,32 @@ def train_blockffn_gpt(
     cfg: dict[str, int], *, cls_aware: bool, dense: bool = False, seed: int = SEED
 ) -> dict[str, float]:
     """Train one BlockFFN GPT; return held-out loss (initial and final), TLS and CLS@8 per layer and mean."""
-    from sparsetorch import data
-    from sparsetorch.models.gpt import encode
+    from sparsetorch.data.shakespeare import shakespeare_windows
+    from sparsetorch.training.lm import fit_lm, lm_loss, spaced_windows
+    from sparsetorch.training.loop import Loss, Step
 
-    block = cfg["block"]
-    train = encode(data.load_shakespeare("train")).unfold(0, block + 1, 1)  # (N, block + 1)
-    val = encode(data.load_shakespeare("val")).unfold(0, block + 1, 1)
-    val_batch = val[torch.linspace(0, len(val) - 1, cfg["windows"]).long()]
-    model = BlockFFNGPT(n_layer=cfg["n_layer"], d_model=cfg["d_model"], block=block, seed=seed, dense=dense)
-    gen = torch.Generator().manual_seed(seed)
-    opt = lm_optimizer(model, lr=LR, weight_decay=WEIGHT_DECAY)
-    steps, warmup = cfg["steps"], cfg["warmup"]
+    train, val = shakespeare_windows(cfg["block"])  # (N, block + 1)
+    val_batch = spaced_windows(val, cfg["windows"])
+    model = BlockFFNGPT(
+        n_layer=cfg["n_layer"], d_model=cfg["d_model"], block=cfg["block"], seed=seed, dense=dense
+    )
+    steps, done = cfg["steps"], [0]
 
-    def evaluate() -> dict[str, float]:
-        model.eval()
-        with torch.no_grad():
-            logits, auxes = model(val_batch[:, :-1])
-            loss = F.cross_entropy(logits.flatten(0, 1), val_batch[:, 1:].flatten())
-        model.train()
-        out = {"val_loss": float(loss)}
+    def loss_fn(model: nn.Module, batch: Tensor) -> Loss:
+        loss, (logits, auxes), _ = lm_loss(model, batch)
+        l1_weight = cosine_ramp(done[0], steps // 2, 0.0, L1_END)
+        for a in auxes:  # the aux terms come back from the model's forward
+            loss = loss + W_BALANCE * a.balance + l1_weight * a.l1
+            if cls_aware:
+                loss = loss + W_LOCALITY * a.locality + W_CHUNK * a.chunk
+        return Loss(loss, logits)
+
+    def count(step: Step) -> None:
+        done[0] = step.index + 1
+
+    def evaluate(steps_done: int, model: nn.Module) -> dict[str, float]:
+        logits, auxes = model(val_batch[:, :-1])
+        out = {"val_loss": float(F.cross_entropy(logits.flatten(0, 1), val_batch[:, 1:].flatten()))}
         if not auxes:
             return out
         for i, a in enumerate(auxes):
@@ -144,25 +150,13 @@ def train_blockffn_gpt(
         out["tls_max"] = max(float(a.tls) for a in auxes)  # 1.0 = a dead FFN layer
         return out
 
-    init = evaluate()
-    model.train()
-    for step in range(steps):
-        lr = warmup_cosine(step, lr=LR, min_lr=MIN_LR, warmup=warmup, steps=steps)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        batch = train[torch.randint(len(train), (cfg["batch"],), generator=gen)]  # (B, block + 1)
-        logits, auxes = model(batch[:, :-1])
-        loss = F.cross_entropy(logits.flatten(0, 1), batch[:, 1:].flatten())
-        l1_weight = cosine_ramp(step, steps // 2, 0.0, L1_END)
-        for a in auxes:
-            loss = loss + W_BALANCE * a.balance + l1_weight * a.l1
-            if cls_aware:
-                loss = loss + W_LOCALITY * a.locality + W_CHUNK * a.chunk
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-        opt.step()
-    final = evaluate()
+    log = fit_lm(
+        model, train, steps=steps, batch_size=cfg["batch"], lr=LR, min_lr=MIN_LR, warmup_steps=cfg["warmup"],
+        weight_decay=WEIGHT_DECAY, grad_clip=GRAD_CLIP, seed=seed, loss_fn=loss_fn, on_step=count,
+        on_eval=evaluate, eval_at=[0, steps],
+    )  # fmt: skip
+    init, final = log.evals[0], log.evals[-1]
+    del final["step"]
     return {"val_loss_init": init["val_loss"], **final}
 
 

@@ -7,7 +7,7 @@ Here: all-MiniLM-L6-v2 (GELU FFNs). Thresholds are calibrated (`activations.ches
 one-line stdlib docstring sentences of the *train* split, so that 50% of every FFN's GELU outputs
 are zeroed; quality is the embedding fidelity on held-out *test*-split sentences (mean cosine of
 each sentence's sparse embedding to its dense one, and nearest-neighbour agreement), as the MiniLM
-pruning experiments measure it (`pruning.experiments.minilm_runs`). The achieved FFN sparsity is
+pruning experiments measure it (`papers.pruning_experiments.minilm_runs`). The achieved FFN sparsity is
 measured on the held-out sentences (real tokens only).
 
 Compared at 50% FFN activation sparsity: CATS (one threshold per layer), CHESS (one per channel,

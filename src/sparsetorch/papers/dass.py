@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from sparsetorch.models import create_model
 from sparsetorch.papers.base import Result, check_scale
 from sparsetorch.papers.random_search_nas import fashion_splits
 
@@ -60,56 +61,32 @@ def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def reproduce(scale: str, *, data: tuple[Data, Data, Data] | None = None) -> Result:
-    """Search, retrain and compare at `scale` (see the module docstring).
+def _arms_for_seed(
+    space: Any, cfg: dict[str, Any], seed: int, *, train: Data, val: Data
+) -> tuple[Any, Any, dict[str, list]]:
+    """Seed `seed`'s parent network, its DASS search result and every arm's configurations."""
+    from sparsetorch.search import Dass, RandomSearch
 
-    Args:
-        data: optional `(train, val, test)` tensors replacing the Fashion-MNIST splits of `scale`.
-    """
-    from sparsetorch.search import Dass, RandomSearch, SparseMLPSpace, retrain
-
-    cfg = SCALES[check_scale(scale)]
-    train, val, test = (
-        data if data is not None else fashion_splits(train=cfg["train"], val=cfg["val"], test=cfg["test"])
+    parent = create_model("lenet-300-100", seed=seed, **space.model_config())
+    dass = Dass(search_steps=cfg["search_steps"], warmup_steps=cfg["warmup"], arch_lr=ARCH_LR, seed=seed).run(
+        space, parent, train=train, val=val
     )
-    space = SparseMLPSpace(sparsity=SPARSITY, hidden=cfg["hidden"], node_fractions=(1.0,), split="random")
-    dass_examples = 64 * (2 * cfg["search_steps"] - cfg["warmup"])
-    rsearch_examples = 128 * cfg["samples"] * cfg["proxy_steps"]
-    began = time.perf_counter()
-    acc: dict[str, list[float]] = {"dass": [], "uniform": [], "rsearch": [], "random": []}
-    errors: list[float] = []
-    chosen: list[list[float]] = []
-    layer_sparsity: list[list[float]] = []
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small MLPs: one intra-op thread is fastest on a shared machine
-    try:
-        for s in cfg["seeds"]:
-            parent = space.parent(seed=s)
-            dass = Dass(
-                search_steps=cfg["search_steps"], warmup_steps=cfg["warmup"], arch_lr=ARCH_LR, seed=s
-            ).run(space, parent, train=train, val=val)
-            chosen.append(dass.history["chosen_multipliers"])
-            layer_sparsity.append(list(dass.config.layer_sparsities.values()))
-            rsearch = RandomSearch(num_samples=cfg["samples"], proxy_steps=cfg["proxy_steps"], seed=s)
-            found = rsearch.run(space, parent, train=train, val=val).config
-            g = torch.Generator().manual_seed(10_000 + s)
-            caps = space.capacities(space.hidden)
-            uniform = space.build(
-                nodes=space.full_nodes(), counts=space.split_counts(caps, caps), generator=g
-            )
-            arms = {
-                "dass": [dass.config],
-                "uniform": [uniform],
-                "rsearch": [found],
-                "random": [space.sample(g) for _ in range(cfg["random"])],
-            }
-            for arm, configs in arms.items():
-                for config in configs:
-                    out = retrain(config, parent, train, epochs=cfg["epochs"], val=val, test=test, seed=s)
-                    acc[arm].append(out["test_accuracy"])
-                    errors.append(abs(config.sparsity - SPARSITY))
-    finally:
-        torch.set_num_threads(threads)
+    rsearch = RandomSearch(num_samples=cfg["samples"], proxy_steps=cfg["proxy_steps"], seed=seed)
+    found = rsearch.run(space, parent, train=train, val=val).config
+    g = torch.Generator().manual_seed(10_000 + seed)
+    caps = space.capacities(space.hidden)
+    uniform = space.build(nodes=space.full_nodes(), counts=space.split_counts(caps, caps), generator=g)
+    arms = {
+        "dass": [dass.config],
+        "uniform": [uniform],
+        "rsearch": [found],
+        "random": [space.sample(g) for _ in range(cfg["random"])],
+    }
+    return parent, dass, arms
+
+
+def _metrics(space: Any, acc: dict[str, list[float]], chosen: list, layer_sparsity: list) -> dict[str, float]:
+    """Accuracy per arm, the differences, and DASS's mean multiplier and sparsity per layer."""
     m: dict[str, float] = {}
     for arm, values in acc.items():
         m[f"{arm}_accuracy_mean"], m[f"{arm}_accuracy_std"] = _mean_std(values)
@@ -120,17 +97,12 @@ def reproduce(scale: str, *, data: tuple[Data, Data, Data] | None = None) -> Res
         layer = fqn.removesuffix(".weight")
         m[f"dass_{layer}_multiplier_mean"] = statistics.fmean(c[i] for c in chosen)
         m[f"dass_{layer}_sparsity_mean"] = statistics.fmean(ls[i] for ls in layer_sparsity)
-    m["max_sparsity_error"] = max(errors)
-    m["dass_search_examples"] = float(dass_examples)
-    m["rsearch_search_examples"] = float(rsearch_examples)
-    m["seconds"] = time.perf_counter() - began
-    checks = {
-        "dass_beats_random_mean": ("dass_accuracy_mean", ">=", "random_accuracy_mean"),
-        "dass_beats_uniform": ("dass_accuracy_mean", ">=", "uniform_accuracy_mean"),
-        "dass_at_least_random_search": ("dass_accuracy_mean", ">=", "rsearch_accuracy_mean"),
-    }
+    return m
+
+
+def _note(scale: str, cfg: dict[str, Any], train: Data, val: Data, test: Data) -> str:
     h1, h2 = cfg["hidden"]
-    note = (
+    return (
         f"{scale}: Fashion-MNIST ({len(train[0])} train / {len(val[0])} val / {len(test[0])} test), MLP "
         f"784-{h1}-{h2}-10 with every unit kept, exactly {SPARSITY:.0%} sparsity over all weights; the "
         f"search chooses the layer-wise sparsity (DASS: SparseLinear candidates at 1/4..4x the uniform "
@@ -141,6 +113,51 @@ def reproduce(scale: str, *, data: tuple[Data, Data, Data] | None = None) -> Res
         f"positions; seeds {list(cfg['seeds'])}. Not the paper's DARTS cell on CIFAR-10/ImageNet: its "
         "+7.91 points on sparse MobileNet-v2 is out of scope at this scale."
     )
+
+
+def reproduce(scale: str, *, data: tuple[Data, Data, Data] | None = None) -> Result:
+    """Search, retrain and compare at `scale` (see the module docstring).
+
+    Args:
+        data: optional `(train, val, test)` tensors replacing the Fashion-MNIST splits of `scale`.
+    """
+    from sparsetorch.search import SparseMLPSpace, retrain
+
+    cfg = SCALES[check_scale(scale)]
+    train, val, test = (
+        data if data is not None else fashion_splits(train=cfg["train"], val=cfg["val"], test=cfg["test"])
+    )
+    space = SparseMLPSpace(sparsity=SPARSITY, hidden=cfg["hidden"], node_fractions=(1.0,), split="random")
+    began = time.perf_counter()
+    acc: dict[str, list[float]] = {"dass": [], "uniform": [], "rsearch": [], "random": []}
+    errors: list[float] = []
+    chosen: list[list[float]] = []
+    layer_sparsity: list[list[float]] = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small MLPs: one intra-op thread is fastest on a shared machine
+    try:
+        for s in cfg["seeds"]:
+            parent, dass, arms = _arms_for_seed(space, cfg, s, train=train, val=val)
+            chosen.append(dass.history["chosen_multipliers"])
+            layer_sparsity.append(list(dass.config.layer_sparsities.values()))
+            for arm, configs in arms.items():
+                for config in configs:
+                    out = retrain(config, parent, train, epochs=cfg["epochs"], val=val, test=test, seed=s)
+                    acc[arm].append(out["test_accuracy"])
+                    errors.append(abs(config.sparsity - SPARSITY))
+    finally:
+        torch.set_num_threads(threads)
+    m = _metrics(space, acc, chosen, layer_sparsity)
+    m["max_sparsity_error"] = max(errors)
+    m["dass_search_examples"] = float(64 * (2 * cfg["search_steps"] - cfg["warmup"]))
+    m["rsearch_search_examples"] = float(128 * cfg["samples"] * cfg["proxy_steps"])
+    m["seconds"] = time.perf_counter() - began
+    checks = {
+        "dass_beats_random_mean": ("dass_accuracy_mean", ">=", "random_accuracy_mean"),
+        "dass_beats_uniform": ("dass_accuracy_mean", ">=", "uniform_accuracy_mean"),
+        "dass_at_least_random_search": ("dass_accuracy_mean", ">=", "rsearch_accuracy_mean"),
+    }
+    note = _note(scale, cfg, train, val, test)
     if data is not None:
         note += " Data: caller-supplied tensors."
     return Result.from_comparisons(m, checks=checks, note=note)

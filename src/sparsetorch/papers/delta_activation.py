@@ -30,12 +30,15 @@ Scales: `tiny` (256 train / 64 test streams, 1 + 1 epochs), `small` (4000 / 1000
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparsetorch.activations.delta import DeltaActivation, DeltaConfig
 from sparsetorch.papers.base import Result, check_scale
+from sparsetorch.training.loop import Loss, epoch_batches, train_steps
 
 SCALES: dict[str, dict[str, int]] = {
     "tiny": {"train": 256, "test": 64, "epochs": 1, "refine": 1},
@@ -108,17 +111,17 @@ class FrameCNN(nn.Module):
 def _train(
     model: FrameCNN, x: Tensor, y: Tensor, epochs: int, delta: DeltaActivation | None, seed: int
 ) -> None:
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    """Adam 1e-3, batches of 32 in seeded epochs, frame-wise cross-entropy plus the delta penalty."""
+
+    def loss_fn(model: nn.Module, idx: Tensor) -> Loss:
+        logits, penalty, _ = model(x[idx], delta)
+        target = y[idx, None].expand(-1, x.shape[1])
+        return Loss(F.cross_entropy(logits.flatten(0, 1), target.flatten()) + penalty)
+
     model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=g).split(32):
-            logits, penalty, _ = model(x[idx], delta)
-            target = y[idx, None].expand(-1, x.shape[1])
-            loss = F.cross_entropy(logits.flatten(0, 1), target.flatten()) + penalty
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+    batches = epoch_batches(len(x), 32, torch.Generator().manual_seed(seed))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    train_steps(model, opt, batches, loss_fn, steps=epochs * math.ceil(len(x) / 32))
 
 
 @torch.no_grad()

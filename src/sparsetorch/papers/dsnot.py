@@ -1,6 +1,6 @@
 """Reproduction of `dsnot`: does DSnoT improve on its Wanda starting point at 60-70% sparsity?
 
-Measured on real weights and real text (`sparsetorch.pruning.experiments`):
+Measured on real weights and real text (`sparsetorch.papers.pruning_experiments`):
 - all-MiniLM-L6-v2, calibrated on stdlib docstrings, scored by the cosine fidelity of sentence
   embeddings on held-out sentences (higher is better);
 - at `small` and `full` scale also the Shakespeare tiny GPT, scored by held-out perplexity.
@@ -23,7 +23,7 @@ SCALES = {
 
 
 def reproduce(scale: str) -> Result:
-    from sparsetorch.pruning.experiments import Setting, gpt_runs, minilm_runs
+    from sparsetorch.papers.pruning_experiments import Setting, gpt_runs, minilm_runs
 
     cfg = SCALES[scale]
     extra = {"targets": cfg["targets"]} if cfg["targets"] else {}

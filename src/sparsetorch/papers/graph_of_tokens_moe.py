@@ -48,11 +48,12 @@ CHECKPOINT = 0.8  # the earlier checkpoint, as a fraction of training
 
 
 def _run(name: str, cfg: dict[str, Any], text: tuple[str, str] | None) -> dict[str, float]:
+    from sparsetorch.data.shakespeare import shakespeare_windows
     from sparsetorch.models.gpt import GPTConfig
-    from sparsetorch.papers._moe_loop import evaluate, probe_windows, shakespeare_windows, train_loop
-    from sparsetorch.routing.gpt_moe import MoEGPTConfig
-    from sparsetorch.routing.graph_of_tokens import graph_moe_gpt
+    from sparsetorch.models.moe_gpt import MoEGPTConfig
+    from sparsetorch.models.moe_variants import graph_moe_gpt
     from sparsetorch.routing.monitor import capture_routing, routing_fluctuation
+    from sparsetorch.training.lm import evaluate_lm, fit_lm, spaced_windows
 
     gate, gate_kwargs = RUNS[name]
     gpt = GPTConfig(
@@ -61,24 +62,23 @@ def _run(name: str, cfg: dict[str, Any], text: tuple[str, str] | None) -> dict[s
     model = graph_moe_gpt(
         MoEGPTConfig(gpt=gpt, num_experts=8, k=2, gate=gate, gate_kwargs=gate_kwargs, seed=0)
     )
-    train, val = shakespeare_windows(cfg["block_size"], text)
-    probe = probe_windows(val, cfg["windows"])
-    at = max(0, round(CHECKPOINT * cfg["steps"]) - 1)
+    train, val = shakespeare_windows(cfg["block_size"], text=text)
+    probe = spaced_windows(val, cfg["windows"])[:, :-1]  # held-out inputs (n, T) for routing probes
+    at = max(1, round(CHECKPOINT * cfg["steps"]))  # steps done at the earlier checkpoint
     early: dict[str, torch.Tensor] = {}
 
-    def after_step(step: int, out: Any, task: torch.Tensor) -> None:
-        if step == at:
-            model.eval()
-            early.update(capture_routing(model, probe))
-            model.train()
+    def checkpoint(steps_done: int, model: torch.nn.Module) -> None:  # in eval mode
+        early.update(capture_routing(model, probe))
 
-    train_loop(model, train, steps=cfg["steps"], batch_size=cfg["batch"], seed=0, after_step=after_step)
+    fit_lm(
+        model, train, steps=cfg["steps"], batch_size=cfg["batch"], seed=0, on_eval=checkpoint, eval_at=[at]
+    )
     late = capture_routing(model, probe)
     fluct = [float(routing_fluctuation(early[layer], late[layer])) for layer in late]
     with torch.no_grad():
         aux = model(probe).aux
     entropy = statistics.fmean(float(v["entropy"]) for v in aux.values())
-    val_loss = evaluate(model, val, num_windows=cfg["windows"], batch_size=cfg["batch"])
+    val_loss = evaluate_lm(model, val, num_windows=cfg["windows"], batch_size=cfg["batch"])["loss"]
     return {
         f"{name}_fluctuation": statistics.fmean(fluct),
         f"{name}_entropy": entropy,

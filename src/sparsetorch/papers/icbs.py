@@ -20,7 +20,7 @@ SCALES = {
 
 
 def reproduce(scale: str) -> Result:
-    from sparsetorch.pruning.experiments import Setting, minilm_runs
+    from sparsetorch.papers.pruning_experiments import Setting, minilm_runs
 
     cfg = SCALES[scale]
     extra = {"targets": cfg["targets"]} if cfg["targets"] else {}

@@ -60,8 +60,8 @@ def _targets_mask(seq: torch.Tensor) -> torch.Tensor:
 
 def _model(kind: str, cfg: dict[str, Any]) -> torch.nn.Module:
     from sparsetorch.models.gpt import GPT, GPTConfig
-    from sparsetorch.routing.gpt_moe import MoEGPTConfig, post_moe_layers
-    from sparsetorch.routing.language_family import FamilyMoEGPT
+    from sparsetorch.models.moe_gpt import MoEGPTConfig, post_moe_layers
+    from sparsetorch.models.moe_variants import FamilyMoEGPT
 
     gpt = GPTConfig(
         d_model=cfg["d_model"], n_layer=cfg["n_layer"], n_head=cfg["n_head"], block_size=MAX_LEN + 1
@@ -78,7 +78,7 @@ def _model(kind: str, cfg: dict[str, Any]) -> torch.nn.Module:
 def _forward(
     model: torch.nn.Module, idx: torch.Tensor, experts: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    from sparsetorch.routing.language_family import FamilyMoEGPT
+    from sparsetorch.models.moe_variants import FamilyMoEGPT
 
     if isinstance(model, FamilyMoEGPT):
         out = model(idx, experts)
@@ -87,23 +87,28 @@ def _forward(
 
 
 def _train(model: torch.nn.Module, seq: torch.Tensor, fam: torch.Tensor, cfg: dict[str, Any]) -> None:
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
-    gen = torch.Generator().manual_seed(0)
+    """AdamW 3e-3 (weight decay 0.01), linear warmup over 10% of the steps, clip 1, on the substrate."""
+    from sparsetorch.training.loop import Loss, random_batches, train_steps
+
     mask = _targets_mask(seq)
     steps = cfg["steps"]
-    model.train()
-    for step in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = 3e-3 * min(1.0, (step + 1) / max(1, steps // 10))
-        pick = torch.randint(len(seq), (cfg["batch"],), generator=gen)
+
+    def loss_fn(model: torch.nn.Module, pick: torch.Tensor) -> Loss:
         s, m = seq[pick], mask[pick]
         logits, aux_loss = _forward(model, s[:, :-1], fam[pick])
         ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), s[:, 1:].reshape(-1), reduction="none")
-        loss = (ce * m.reshape(-1)).sum() / m.sum() + aux_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        return Loss((ce * m.reshape(-1)).sum() / m.sum() + aux_loss)
+
+    model.train()
+    train_steps(
+        model,
+        torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01),
+        random_batches(len(seq), cfg["batch"], torch.Generator().manual_seed(0)),
+        loss_fn,
+        steps=steps,
+        lr_at=lambda step: 3e-3 * min(1.0, (step + 1) / max(1, steps // 10)),
+        grad_clip=1.0,
+    )
     model.eval()
 
 

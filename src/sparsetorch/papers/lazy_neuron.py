@@ -30,7 +30,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sparsetorch.models.pretrained import lm_optimizer, warmup_cosine
 from sparsetorch.papers.base import Result, check_scale
 from sparsetorch.papers.lazy_neuron_noise import label_noise_metrics
 
@@ -97,50 +96,29 @@ def relu_gpt(*, n_layer: int, d_model: int, block: int, seed: int, act: nn.Modul
 
 def train_and_measure(cfg: dict[str, int], *, seed: int = SEED) -> dict[str, list[float]]:
     """Train the ReLU GPT by `cfg`; return the eval steps, the loss and per-layer nonzero % at each."""
-    from sparsetorch import data
     from sparsetorch.activations.stats import ActivationSparsity
-    from sparsetorch.models.gpt import encode
+    from sparsetorch.data.shakespeare import shakespeare_windows
+    from sparsetorch.training.lm import fit_lm, spaced_windows
 
-    block = cfg["block"]
-    train = encode(data.load_shakespeare("train")).unfold(0, block + 1, 1)  # (N, block + 1) windows
-    val = encode(data.load_shakespeare("val")).unfold(0, block + 1, 1)
-    starts = torch.linspace(0, len(val) - 1, cfg["windows"]).long()
-    val_batch = val[starts]  # fixed held-out windows (windows, block + 1)
-    model = relu_gpt(n_layer=cfg["n_layer"], d_model=cfg["d_model"], block=block, seed=seed)
-    gen = torch.Generator().manual_seed(seed)
-    opt = lm_optimizer(model, lr=LR, weight_decay=WEIGHT_DECAY)
-    steps, warmup = cfg["steps"], cfg["warmup"]
-
-    def lr_at(step: int) -> float:
-        return warmup_cosine(step, lr=LR, min_lr=MIN_LR, warmup=warmup, steps=steps)
-
+    train, val = shakespeare_windows(cfg["block"])  # (N, block + 1) windows
+    val_batch = spaced_windows(val, cfg["windows"])  # fixed held-out windows (windows, block + 1)
+    model = relu_gpt(n_layer=cfg["n_layer"], d_model=cfg["d_model"], block=cfg["block"], seed=seed)
+    steps = cfg["steps"]
     eval_at = sorted({round(i * steps / (cfg["evals"] - 1)) for i in range(cfg["evals"])})
     history: dict[str, list[float]] = {"step": [], "val_loss": []}
 
-    def evaluate(step: int) -> None:
-        model.eval()
-        with torch.no_grad(), ActivationSparsity(model, targets="blocks.*.mlp.act", keep_tokens=False) as rec:
+    def evaluate(step: int, model: nn.Module) -> None:  # eval mode, no grad
+        with ActivationSparsity(model, targets="blocks.*.mlp.act", keep_tokens=False) as rec:
             loss = model.loss(val_batch[:, :-1], val_batch[:, 1:])
         history["step"].append(float(step))
         history["val_loss"].append(float(loss))
         for i, r in enumerate(rec.results().values()):
             history.setdefault(f"nonzero_pct_L{i}", []).append(r.nonzero_percent)
-        model.train()
 
-    model.train()
-    for step in range(steps + 1):
-        if step in eval_at:
-            evaluate(step)
-        if step == steps:
-            break
-        for group in opt.param_groups:
-            group["lr"] = lr_at(step)
-        batch = train[torch.randint(len(train), (cfg["batch"],), generator=gen)]  # (B, block + 1)
-        loss = model.loss(batch[:, :-1], batch[:, 1:])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-        opt.step()
+    fit_lm(
+        model, train, steps=steps, batch_size=cfg["batch"], lr=LR, min_lr=MIN_LR, warmup_steps=cfg["warmup"],
+        weight_decay=WEIGHT_DECAY, grad_clip=GRAD_CLIP, seed=seed, on_eval=evaluate, eval_at=eval_at,
+    )  # fmt: skip
     return history
 
 

@@ -20,7 +20,6 @@ CIFAR for days; a fixed `NOISE` = 40% only.
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Callable
 from typing import Any
@@ -82,18 +81,13 @@ def noisy_labels(y: Tensor, fraction: float, *, generator: torch.Generator, clas
 
 
 def _train(model: nn.Module, x: Tensor, y: Tensor, *, epochs: int, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=WEIGHT_DECAY)
-    steps = epochs * math.ceil(len(x) / BATCH)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / steps)))
-    model.train()
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=gen).split(BATCH):
-            loss = nn.functional.cross_entropy(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
+    """`training.fit`: AdamW, cosine to 0 per step, batches of `BATCH` in seeded epochs."""
+    from sparsetorch.training.fit import fit
+
+    def adamw(params: Any) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(params, lr=LR, weight_decay=WEIGHT_DECAY)
+
+    fit(model, None, (x, y), epochs=epochs, optimizer=adamw, batch_size=BATCH, seed=seed, progress=False)
 
 
 @torch.no_grad()

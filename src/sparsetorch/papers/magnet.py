@@ -38,10 +38,11 @@ SCALES: dict[str, dict[str, Any]] = {
 
 
 def _run(name: str, cfg: dict[str, Any], text: tuple[str, str] | None) -> dict[str, float]:
+    from sparsetorch.data.shakespeare import shakespeare_windows
     from sparsetorch.models.gpt import GPTConfig
-    from sparsetorch.papers._moe_loop import evaluate, shakespeare_windows, train_loop
-    from sparsetorch.routing.gpt_moe import MoEGPT, MoEGPTConfig
+    from sparsetorch.models.moe_gpt import MoEGPT, MoEGPTConfig
     from sparsetorch.routing.magnet import EntropyTriggeredSchedule, MagnetConfig, RouterPhase
+    from sparsetorch.training.lm import evaluate_lm, fit_lm
 
     gpt = GPTConfig(
         d_model=cfg["d_model"], n_layer=cfg["n_layer"], n_head=cfg["n_head"], block_size=cfg["block_size"]
@@ -54,17 +55,17 @@ def _run(name: str, cfg: dict[str, Any], text: tuple[str, str] | None) -> dict[s
         phase = RouterPhase(1.0, 1e-2, 0.0)
         config = MagnetConfig(coverage=phase, specialization=phase, max_coverage_steps=0)
     schedule = EntropyTriggeredSchedule(8, config).attach(model)
-    train, val = shakespeare_windows(cfg["block_size"], text)
-    train_loop(
+    train, val = shakespeare_windows(cfg["block_size"], text=text)
+    fit_lm(
         model,
         train,
         steps=steps,
         batch_size=cfg["batch"],
         seed=0,
-        extra_loss=lambda out: schedule.extra_loss(out.aux),
-        after_step=lambda step, out, task: schedule.step(out.aux),
+        extra_loss=lambda step, out: schedule.extra_loss(out.aux),  # the phase's aux terms
+        on_step=lambda step: schedule.step(step.output.aux),  # the entropy trigger
     )
-    val_loss = evaluate(model, val, num_windows=cfg["windows"], batch_size=cfg["batch"])
+    val_loss = evaluate_lm(model, val, num_windows=cfg["windows"], batch_size=cfg["batch"])["loss"]
     hist = schedule.history
     early, late = hist[: max(1, round(0.3 * steps))], hist[-max(1, round(0.2 * steps)) :]
 

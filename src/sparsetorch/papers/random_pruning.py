@@ -29,13 +29,13 @@ BASE = (300, 100)
 def reproduce(scale: str) -> Result:
     from sparsetorch.training import TRAINERS
 
-    def random(seed: int):
+    def random_masks(seed: int):
         return TRAINERS.get("random-pruning")(sparsity=SPARSITY, distribution="erk", seed=seed)
 
     runs = []
     for k in WIDTHS:
         model = {"hidden": (BASE[0] * k, BASE[1] * k)}
-        runs += [Run(f"dense_x{k}", model=model), Run(f"random_x{k}", random, model=model)]
+        runs += [Run(f"dense_x{k}", model=model), Run(f"random_x{k}", random_masks, model=model)]
     metrics, note = accuracies(runs, scale, epochs=EPOCHS)
     for k in WIDTHS:
         metrics[f"gap_points_x{k}"] = 100 * (

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from sparsetorch.models import create_model
 from sparsetorch.papers.base import Result, check_scale
 
 if TYPE_CHECKING:
@@ -100,13 +101,80 @@ def _tag(sparsity: float) -> str:
     return f"s{round(100 * sparsity)}"
 
 
+def _retrain_seed(
+    space: Any, cfg: dict[str, Any], seed: int, *, train: Data, run: dict[str, Any], arms: dict, nodes: dict
+) -> list[float]:
+    """Seed `seed` at one sparsity: both searches and the random draws, each retrained; appends the
+    runs to `arms` and node fractions to `nodes`, returns each configuration's sparsity error."""
+    from sparsetorch.search import RandomSearch, retrain
+
+    parent = create_model("lenet-300-100", seed=seed, **space.model_config())
+    found = {}
+    for arm, steps in (("search", cfg["proxy_steps"]), ("initsearch", 0)):
+        search = RandomSearch(num_samples=cfg["samples"], proxy_steps=steps, seed=seed)
+        found[arm] = search.run(space, parent, train=train, val=run["val"]).config
+    draws = torch.Generator().manual_seed(10_000 + seed)
+    errors = []
+    for arm, configs in (
+        ("search", [found["search"]]),
+        ("initsearch", [found["initsearch"]]),
+        ("random", [space.sample(draws) for _ in range(cfg["random"])]),
+    ):
+        for config in configs:
+            arms[arm].append(retrain(config, parent, train, seed=seed, **run))
+            nodes[arm].append(sum(config.widths) / sum(space.hidden))
+            errors.append(abs(config.sparsity - space.sparsity))
+    return errors
+
+
+def _compare_arms(tag: str, arms: dict, nodes: dict, errors: list[float], m: dict, checks: dict) -> None:
+    """One sparsity's metrics and its not-better / not-faster checks, added to `m` and `checks`."""
+    for arm in ARMS:
+        m[f"{arm}_{tag}_accuracy_mean"], m[f"{arm}_{tag}_accuracy_std"] = _mean_std(_final(arms[arm]))
+        m[f"{arm}_{tag}_early_val_mean"] = statistics.fmean(_early(arms[arm]))
+        m[f"{arm}_{tag}_node_fraction_mean"] = statistics.fmean(nodes[arm])
+    m[f"random_{tag}_accuracy_min"] = min(r["test_accuracy"] for r in arms["random"])
+    m[f"random_{tag}_accuracy_max"] = max(r["test_accuracy"] for r in arms["random"])
+    m[f"max_sparsity_error_{tag}"] = max(errors)
+    for arm in ("search", "initsearch"):
+        m[f"{arm}_minus_random_{tag}_points"] = 100 * (
+            m[f"{arm}_{tag}_accuracy_mean"] - m[f"random_{tag}_accuracy_mean"]
+        )
+        se = _se(_final(arms[arm]), _final(arms["random"]))
+        checks[f"{arm}_not_better_{tag}"] = (
+            f"{arm}_{tag}_accuracy_mean",
+            "<=",
+            m[f"random_{tag}_accuracy_mean"] + 2 * se,
+        )
+    se_early = _se(_early(arms["search"]), _early(arms["random"]))
+    checks[f"search_not_faster_{tag}"] = (
+        f"search_{tag}_early_val_mean",
+        "<=",
+        m[f"random_{tag}_early_val_mean"] + 2 * se_early,
+    )
+
+
+def _note(scale: str, cfg: dict[str, Any], train: Data, val: Data, test: Data) -> str:
+    h1, h2 = cfg["hidden"]
+    return (
+        f"{scale}: Fashion-MNIST ({len(train[0])} train / {len(val[0])} val / {len(test[0])} test), parent "
+        f"MLP 784-{h1}-{h2}-10, sparsities {list(cfg['sparsities'])} over all weights, node keep fractions "
+        f"{{1/4, 1/2, 3/4, 1}} per hidden layer, budget at equal density in the kept block; random search: "
+        f"best of {cfg['samples']} by validation accuracy after {cfg['proxy_steps']} proxy steps "
+        "(search) or at initialisation (initsearch); "
+        f"{cfg['random']} random configurations per seed; every arm {cfg['epochs']} epoch(s) from the "
+        f"parent's initialisation, SGD lr 0.1 cosine, momentum 0.9, wd 5e-4, batch 128; seeds "
+        f"{list(cfg['seeds'])}. The paper's search budget, proxy and data are not in the abstract: ours."
+    )
+
+
 def reproduce(scale: str, *, data: tuple[Data, Data, Data] | None = None) -> Result:
     """Search, retrain and compare at `scale` (see the module docstring).
 
     Args:
         data: optional `(train, val, test)` tensors replacing the Fashion-MNIST splits of `scale`.
     """
-    from sparsetorch.search import RandomSearch, SparseMLPSpace, retrain
+    from sparsetorch.search import SparseMLPSpace, retrain
 
     cfg = SCALES[check_scale(scale)]
     train, val, test = (
@@ -120,55 +188,24 @@ def reproduce(scale: str, *, data: tuple[Data, Data, Data] | None = None) -> Res
     try:
         run = {"epochs": cfg["epochs"], "val": val, "test": test}
         dense = [
-            retrain(None, SparseMLPSpace(hidden=cfg["hidden"]).parent(seed=s), train, seed=s, **run)
+            retrain(
+                None,
+                create_model("lenet-300-100", seed=s, **SparseMLPSpace(hidden=cfg["hidden"]).model_config()),
+                train,
+                seed=s,
+                **run,
+            )
             for s in cfg["seeds"]
         ]
         m["dense_accuracy_mean"], m["dense_accuracy_std"] = _mean_std(_final(dense))
         for sparsity in cfg["sparsities"]:
-            tag = _tag(sparsity)
             space = SparseMLPSpace(sparsity=sparsity, hidden=cfg["hidden"])
             arms: dict[str, list[dict[str, Any]]] = {a: [] for a in ARMS}
             nodes: dict[str, list[float]] = {a: [] for a in ARMS}
             errors: list[float] = []
             for s in cfg["seeds"]:
-                parent = space.parent(seed=s)
-                found = {}
-                for arm, steps in (("search", cfg["proxy_steps"]), ("initsearch", 0)):
-                    search = RandomSearch(num_samples=cfg["samples"], proxy_steps=steps, seed=s)
-                    found[arm] = search.run(space, parent, train=train, val=val).config
-                draws = torch.Generator().manual_seed(10_000 + s)
-                for arm, configs in (
-                    ("search", [found["search"]]),
-                    ("initsearch", [found["initsearch"]]),
-                    ("random", [space.sample(draws) for _ in range(cfg["random"])]),
-                ):
-                    for config in configs:
-                        arms[arm].append(retrain(config, parent, train, seed=s, **run))
-                        nodes[arm].append(sum(config.widths) / sum(space.hidden))
-                        errors.append(abs(config.sparsity - sparsity))
-            for arm in ARMS:
-                m[f"{arm}_{tag}_accuracy_mean"], m[f"{arm}_{tag}_accuracy_std"] = _mean_std(_final(arms[arm]))
-                m[f"{arm}_{tag}_early_val_mean"] = statistics.fmean(_early(arms[arm]))
-                m[f"{arm}_{tag}_node_fraction_mean"] = statistics.fmean(nodes[arm])
-            m[f"random_{tag}_accuracy_min"] = min(r["test_accuracy"] for r in arms["random"])
-            m[f"random_{tag}_accuracy_max"] = max(r["test_accuracy"] for r in arms["random"])
-            m[f"max_sparsity_error_{tag}"] = max(errors)
-            for arm in ("search", "initsearch"):
-                m[f"{arm}_minus_random_{tag}_points"] = 100 * (
-                    m[f"{arm}_{tag}_accuracy_mean"] - m[f"random_{tag}_accuracy_mean"]
-                )
-                se = _se(_final(arms[arm]), _final(arms["random"]))
-                checks[f"{arm}_not_better_{tag}"] = (
-                    f"{arm}_{tag}_accuracy_mean",
-                    "<=",
-                    m[f"random_{tag}_accuracy_mean"] + 2 * se,
-                )
-            se_early = _se(_early(arms["search"]), _early(arms["random"]))
-            checks[f"search_not_faster_{tag}"] = (
-                f"search_{tag}_early_val_mean",
-                "<=",
-                m[f"random_{tag}_early_val_mean"] + 2 * se_early,
-            )
+                errors += _retrain_seed(space, cfg, s, train=train, run=run, arms=arms, nodes=nodes)
+            _compare_arms(_tag(sparsity), arms, nodes, errors, m, checks)
         top = _tag(max(cfg["sparsities"]))
         checks["highly_sparse_keeps_90pct_of_dense"] = (
             f"search_{top}_accuracy_mean",
@@ -178,17 +215,7 @@ def reproduce(scale: str, *, data: tuple[Data, Data, Data] | None = None) -> Res
     finally:
         torch.set_num_threads(threads)
     m["seconds"] = time.perf_counter() - began
-    h1, h2 = cfg["hidden"]
-    note = (
-        f"{scale}: Fashion-MNIST ({len(train[0])} train / {len(val[0])} val / {len(test[0])} test), parent "
-        f"MLP 784-{h1}-{h2}-10, sparsities {list(cfg['sparsities'])} over all weights, node keep fractions "
-        f"{{1/4, 1/2, 3/4, 1}} per hidden layer, budget at equal density in the kept block; random search: "
-        f"best of {cfg['samples']} by validation accuracy after {cfg['proxy_steps']} proxy steps "
-        "(search) or at initialisation (initsearch); "
-        f"{cfg['random']} random configurations per seed; every arm {cfg['epochs']} epoch(s) from the "
-        f"parent's initialisation, SGD lr 0.1 cosine, momentum 0.9, wd 5e-4, batch 128; seeds "
-        f"{list(cfg['seeds'])}. The paper's search budget, proxy and data are not in the abstract: ours."
-    )
+    note = _note(scale, cfg, train, val, test)
     if data is not None:
         note += " Data: caller-supplied tensors."
     return Result.from_comparisons(m, checks=checks, note=note)

@@ -1,16 +1,28 @@
-"""The paper registry and its entry points: `get_paper`, `list_papers`, `run_paper`.
+"""The paper registry and what a key leads to: `get_paper`, `list_papers`, `run_paper`, `entry_points`.
 
-`PAPERS` is a `sparsetorch.registry.Registry[Paper]` keyed by paper key; the catalog modules fill
-it at import. A paper that gains a reproduction moves from the catalog to its own module
-(`papers/<key>.py`), which registers the same entry with `reproduce=...` and `modules=(...)`.
+`PAPERS` is a `sparsetorch.registry.Registry[Paper]` keyed by paper key. The catalog modules
+(`papers/catalog/<axis>.py`, one per axis) hold every entry and register them at import; a paper
+with a reproduction keeps its catalog entry and points `reproduce=` at its module
+`papers/<key>.py`, which holds only the reproduction.
+
+A paper key resolves to its entry points (`entry_points(paper=key)`): the registered methods, gates,
+activations and drivers whose `paper` names it, plus the ones its catalog entry declares in
+`entry_points` (registered `"kind:name"`s, or `"module:attribute"` paths). Each registered entry is
+claimed by at most one paper.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
+import importlib
+
+from sparsetorch import discovery
+from sparsetorch.discovery import Entry
 from sparsetorch.papers.base import Axis, Paper, Result, check_scale
 from sparsetorch.registry import Registry
 
-__all__ = ["PAPERS", "get_paper", "list_papers", "register_paper", "run_paper"]
+__all__ = ["PAPERS", "entry_points", "get_paper", "list_papers", "register_paper", "run_paper"]
 
 PAPERS: Registry[Paper] = Registry("paper")
 
@@ -58,3 +70,44 @@ def run_paper(key: str, scale: str = "tiny") -> Result:
     """
     check_scale(scale)
     return get_paper(key).run(scale)
+
+
+def _declared(paper: Paper) -> list[Entry]:
+    """The entries `paper` declares: registered `"kind:name"`s and `"module:attribute"` paths."""
+    found = []
+    for point in paper.entry_points:
+        if "." in point:  # "module:attribute": a function or class that is no registered method
+            module, _, attribute = point.partition(":")
+            obj = getattr(importlib.import_module(module), attribute)
+            kind = "class" if isinstance(obj, type) else "function"
+            found.append(Entry(attribute, kind, paper.axis, paper.key, point))
+            continue
+        kind, _, name = point.partition(":")
+        (entry,) = discovery.entries(name, kind=kind)
+        if entry.paper not in ("", paper.key):
+            raise ValueError(f"paper {paper.key!r} claims {point!r}, which names paper {entry.paper!r}")
+        found.append(dataclasses.replace(entry, paper=paper.key))
+    return found
+
+
+def entry_points(pattern: str = "*", *, kind: str | None = None, paper: str | None = None) -> list[Entry]:
+    """Registered entries (as `discovery.entries`) with the paper that claims each, and the declared
+    `"module:attribute"` entry points of the papers; only those of `paper`, if given.
+
+    Raises:
+        KeyError: unknown `paper` key or `kind`, with the closest names suggested.
+        ValueError: two papers claim the same entry.
+    """
+    keys = [get_paper(paper).key] if paper is not None else PAPERS.list()
+    claimed: dict[tuple[str, str], Entry] = {}
+    paths: list[Entry] = []
+    for key in PAPERS.list():
+        for entry in _declared(PAPERS.get(key)):
+            if entry.kind in ("class", "function"):
+                paths.append(entry)
+            elif claimed.setdefault((entry.kind, entry.name), entry).paper != key:
+                raise ValueError(f"{entry.kind} {entry.name!r} is claimed by two papers")
+    rows = [claimed.get((e.kind, e.name), e) for e in discovery.entries(pattern, kind=kind)]
+    if kind is None:
+        rows += [e for e in paths if fnmatch.fnmatchcase(e.name, pattern)]
+    return [e for e in rows if paper is None or e.paper in keys]

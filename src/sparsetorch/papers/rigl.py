@@ -29,13 +29,13 @@ def reproduce(scale: str) -> Result:
     def rigl(seed: int):
         return TRAINERS.get("rigl")(sparsity=SPARSITY, distribution="erk", seed=seed)
 
-    def set_(seed: int):
+    def set_method(seed: int):
         return TRAINERS.get("set")(sparsity=SPARSITY, distribution="erk", seed=seed)
 
     def static(seed: int):
         return TRAINERS.get("random-pruning")(sparsity=SPARSITY, distribution="erk", seed=seed)
 
-    runs = [Run("dense"), Run("rigl", rigl), Run("set", set_), Run("static", static)]
+    runs = [Run("dense"), Run("rigl", rigl), Run("set", set_method), Run("static", static)]
     metrics, note = accuracies(runs, scale, epochs=EPOCHS)
     means = {m: metrics[f"{m}_accuracy_mean"] for m in METHODS}
     for rank, method in enumerate(sorted(METHODS, key=lambda m: -means[m]), start=1):

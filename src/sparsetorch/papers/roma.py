@@ -97,8 +97,9 @@ def _splits(language: Tensor, cfg: dict[str, Any]) -> tuple[Tensor, Tensor, Tens
 def _pretrain(seq: Tensor, lang: Tensor, fam: Tensor, cfg: dict[str, Any]) -> nn.Module:
     """`FamilyMoEGPT` (Post-MoE) trained on next-byte + answer loss with each word's family expert forced."""
     from sparsetorch.models.gpt import GPTConfig
-    from sparsetorch.routing.gpt_moe import MoEGPTConfig, post_moe_layers
-    from sparsetorch.routing.language_family import FamilyMoEGPT
+    from sparsetorch.models.moe_gpt import MoEGPTConfig, post_moe_layers
+    from sparsetorch.models.moe_variants import FamilyMoEGPT
+    from sparsetorch.training.loop import Loss, random_batches, train_steps
 
     gpt = GPTConfig(
         d_model=cfg["d_model"], n_layer=cfg["n_layer"], n_head=cfg["n_head"], block_size=MAX_LEN + 1
@@ -109,15 +110,9 @@ def _pretrain(seq: Tensor, lang: Tensor, fam: Tensor, cfg: dict[str, Any]) -> nn
             gpt=gpt, num_experts=NUM_EXPERTS, k=TOP_K, gate="forced-expert", moe_layers=layers, seed=0
         )
     )
-    opt = torch.optim.AdamW(model.parameters(), lr=_PRETRAIN_LR, weight_decay=0.01)
-    gen = torch.Generator().manual_seed(0)
     steps, warmup = cfg["steps"], max(1, cfg["steps"] // 10)
-    model.train()
-    for step in range(steps):
-        scale = min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
-        for group in opt.param_groups:
-            group["lr"] = _PRETRAIN_LR * scale
-        pick = torch.randint(len(seq), (cfg["batch"],), generator=gen)
+
+    def loss_fn(model: nn.Module, pick: Tensor) -> Loss:
         x = seq[pick]
         out = model(x, fam[pick])
         answer = F.cross_entropy(out.logits[:, -1, ANSWER_IDS], lang[pick])
@@ -126,11 +121,21 @@ def _pretrain(seq: Tensor, lang: Tensor, fam: Tensor, cfg: dict[str, Any]) -> nn
         nll = F.cross_entropy(
             out.logits[:, :-2].reshape(-1, out.logits.size(-1)), target.reshape(-1), reduction="none"
         )
-        loss = answer + (nll * mask).sum() / mask.sum().clamp(min=1.0) + out.aux_loss
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
+        return Loss(answer + (nll * mask).sum() / mask.sum().clamp(min=1.0) + out.aux_loss)
+
+    def lr_at(step: int) -> float:  # linear warmup times cosine to 0
+        return _PRETRAIN_LR * (min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps)))
+
+    model.train()
+    train_steps(
+        model,
+        torch.optim.AdamW(model.parameters(), lr=_PRETRAIN_LR, weight_decay=0.01),
+        random_batches(len(seq), cfg["batch"], torch.Generator().manual_seed(0)),
+        loss_fn,
+        steps=steps,
+        lr_at=lr_at,
+        grad_clip=1.0,
+    )
     model.eval()
     return model
 
@@ -164,6 +169,44 @@ def _embeddings(words: list[str]) -> Tensor:
     return embed(encoder, tokenizer, words, batch_size=64, max_length=32)  # (N, 384), L2-normalized
 
 
+def _finetune_arms(
+    model: nn.Module,
+    seq: Tensor,
+    lang: Tensor,
+    z: Tensor,
+    reference: Any,
+    layers: list[str],
+    test_seq: Tensor,
+    test_lang: Tensor,
+    cfg: dict[str, Any],
+) -> dict[str, list[Any]]:
+    """Router-only fine-tuning of copies of `model`, baseline (lam 0) and RoMA, per seed; oracle results."""
+    from sparsetorch.routing import roma
+    from sparsetorch.routing.oracle import oracle_routing
+
+    defaults = roma.RomaConfig()
+    steps = defaults.epochs * math.ceil(len(seq) / defaults.batch_size)
+    runs: dict[str, list[Any]] = {"baseline": [], "roma": []}
+    for seed in cfg["seeds"]:
+        for name, lam in (("baseline", 0.0), ("roma", defaults.lam)):
+            config = roma.RomaConfig(
+                lam=lam,
+                lr=_PRETRAIN_LR,
+                warmup_steps=max(1, steps // 10),
+                lam_warmup_steps=max(1, steps // 10),
+                tuned_layers=len(layers),
+                seed=seed,
+            )
+            tuned = copy.deepcopy(model)
+            roma.finetune_routers(
+                tuned, seq, lang, config=config, answer_ids=ANSWER_IDS, embeddings=z, reference=reference
+            )
+            runs[name].append(
+                oracle_routing(tuned, test_seq, test_lang, layers=layers, answer_ids=ANSWER_IDS)
+            )
+    return runs
+
+
 def reproduce(scale: str) -> Result:
     """Pretrain, deploy, measure the oracle gap, fine-tune routers with and without RoMA, measure again.
 
@@ -172,7 +215,7 @@ def reproduce(scale: str) -> Result:
     """
     from sparsetorch.data import load_wordlists
     from sparsetorch.routing import roma
-    from sparsetorch.routing.oracle import OracleResult, last_moe_layers, oracle_routing
+    from sparsetorch.routing.oracle import last_moe_layers, oracle_routing
 
     check_scale(scale)
     cfg = SCALES[scale]
@@ -195,32 +238,7 @@ def reproduce(scale: str) -> Result:
         z = _embeddings([data.words[i] for i in ft.tolist()])
         reference = roma.successful_set(model, seq[ft], lang[ft], z, layers=layers, answer_ids=ANSWER_IDS)
         m["successful_set_size"] = float(len(reference.rows))
-        defaults = roma.RomaConfig()
-        steps = defaults.epochs * math.ceil(len(ft) / defaults.batch_size)
-        runs: dict[str, list[OracleResult]] = {"baseline": [], "roma": []}
-        for seed in cfg["seeds"]:
-            for name, lam in (("baseline", 0.0), ("roma", defaults.lam)):
-                config = roma.RomaConfig(
-                    lam=lam,
-                    lr=_PRETRAIN_LR,
-                    warmup_steps=max(1, steps // 10),
-                    lam_warmup_steps=max(1, steps // 10),
-                    tuned_layers=len(layers),
-                    seed=seed,
-                )
-                tuned = copy.deepcopy(model)
-                roma.finetune_routers(
-                    tuned,
-                    seq[ft],
-                    lang[ft],
-                    config=config,
-                    answer_ids=ANSWER_IDS,
-                    embeddings=z,
-                    reference=reference,
-                )
-                runs[name].append(
-                    oracle_routing(tuned, seq[test], lang[test], layers=layers, answer_ids=ANSWER_IDS)
-                )
+        runs = _finetune_arms(model, seq[ft], lang[ft], z, reference, layers, seq[test], lang[test], cfg)
     for name, results in runs.items():
         m[f"{name}_acc"] = statistics.fmean(r.router_accuracy for r in results)
         m[f"{name}_oracle_acc"] = statistics.fmean(r.oracle_accuracy for r in results)

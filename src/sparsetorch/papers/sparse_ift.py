@@ -48,7 +48,9 @@ def reproduce(scale: str) -> Result:
     for s in SPARSITIES:
         wide = sparse_wide(s)
         label = f"wide_s{round(100 * s)}"
-        flops = forward_flops(wide.create_model(seed=0), wide.method("rigl", seed=0))
+        flops = forward_flops(
+            create_model("lenet-300-100", seed=0, **wide.model_config()), wide.method("rigl", seed=0)
+        )
         metrics[f"flops_{label}"] = flops
         metrics[f"flops_rel_diff_{label}"] = abs(flops / metrics["flops_dense"] - 1.0)
         metrics[f"width_multiplier_{label}"] = wide.width_multiplier

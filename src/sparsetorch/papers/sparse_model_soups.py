@@ -33,9 +33,9 @@ SCALES = {
 
 def _sparsity(model: torch.nn.Module) -> float:
     """The measured fraction of zeros of the masked weights."""
-    from sparsetorch.masks import masks
+    from sparsetorch.masks import get_masks
 
-    attached = masks(model)
+    attached = get_masks(model)
     total = sum(m.numel() for m in attached.values())
     return sum(int((~m).sum()) for m in attached.values()) / total
 

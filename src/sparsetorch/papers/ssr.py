@@ -2,7 +2,7 @@
 
 Claim: replacing the auxiliary balance loss with Sinkhorn routing applied on a few training steps
 (gates from the transport plan) keeps experts balanced, trains at least as fast and reaches higher
-accuracy. Measured on the tiny byte-level MoE GPT (`sparsetorch.routing.gpt_moe`: 8 experts, top-2,
+accuracy. Measured on the tiny byte-level MoE GPT (`sparsetorch.models.moe_gpt`: 8 experts, top-2,
 MoE in every layer) trained on Shakespeare (held-out works for perplexity), four runs from the same
 seed and batches, each with capacity factor 1.25 in training (Tutel semantics, dropped slots pass on
 the residual) and no dropping at eval (cf = 0):
@@ -87,7 +87,8 @@ WINDOW_KEYS = (
 
 def _run(name: str, cfg: dict[str, Any], text: tuple[str, str] | None) -> dict[str, float]:
     from sparsetorch.models.gpt import GPTConfig
-    from sparsetorch.routing.gpt_moe import MoEGPTConfig, train_moe_gpt
+    from sparsetorch.models.moe_gpt import MoEGPTConfig
+    from sparsetorch.models.moe_train import train_moe_gpt
 
     gate, gate_kwargs, balance_coef, z_coef = RUNS[name]
     gpt = GPTConfig(

@@ -96,7 +96,7 @@ def _run(arm: str, seed: int, data: tuple, test: tuple, epochs: int, update_ever
         if arm == "posterior":  # the posterior's own verdict on the final weights
             method.refresh()
             extra["unpruned_accuracy"] = accuracy
-        method.squash()
+        method.finish()
         if arm == "posterior":
             with torch.no_grad():
                 for f, post in method.posteriors.items():

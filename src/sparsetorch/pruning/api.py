@@ -116,11 +116,55 @@ def _global(model: nn.Module, pruner: OneShotPruner, fqns: list[str], sparsity: 
             f: from_matrix(pruner.scores(as_matrix(w.detach()).float(), None, generator=generator), w.shape)
             for f, w in weights.items()
         }
-    per_layer = allocation.global_(scores, sparsity)
+    per_layer = allocation.global_budget(scores, sparsity)
     masks = {f: as_matrix(select(scores[f], "unstructured", per_layer[f], name=f)) for f in fqns}
     seconds = (time.perf_counter() - start) / len(fqns)
     layers = [LayerOutcome(f, 1.0 - masks[f].float().mean().item(), None, seconds) for f in fqns]
     return Outcome(masks, layers, 0)
+
+
+def _checked_sparsity(
+    pruner: OneShotPruner,
+    method: str,
+    pattern: Pattern,
+    sparsity: float | None,
+    distribution: str,
+    calibration: Any,
+) -> float:
+    """The target sparsity (implied by N:M when None), once every argument is known to fit."""
+    if isinstance(pattern, NM) and sparsity is None:
+        sparsity = pattern.sparsity
+    if not isinstance(sparsity, int | float) or not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
+    if isinstance(pattern, NM) and abs(sparsity - pattern.sparsity) > 1e-9:
+        raise ValueError(f"pattern {pattern} means sparsity {pattern.sparsity:g}, but sparsity={sparsity:g}")
+    allocation.ALLOCATIONS.get(distribution)  # unknown names raise with "did you mean"
+    if distribution != "uniform" and not isinstance(pattern, Unstructured):
+        raise ValueError(
+            f"distribution {distribution!r} applies to unstructured sparsity only, not {pattern}"
+        )
+    if not isinstance(pattern, pruner.patterns):
+        kinds = ", ".join(t.__name__ for t in pruner.patterns)
+        raise ValueError(f"method {method!r} supports the patterns {kinds}, not {pattern}")
+    if pruner.needs_calibration and calibration is None:
+        raise ValueError(f"method {method!r} needs calibration data: pass calibration=...")
+    return float(sparsity)
+
+
+def _target_shapes(
+    model: nn.Module,
+    pattern: Pattern,
+    targets: str | Iterable[str] | None,
+    ignore: str | Iterable[str] | None,
+) -> tuple[list[str], dict[str, torch.Size]]:
+    """The target FQNs and their weight shapes, each checked to tile under `pattern`."""
+    fqns = resolve_targets(model, targets, ignore, layers_only=True)
+    if not fqns:
+        raise ValueError(f"{type(model).__name__} has no target weights to prune")
+    shapes = {fqn: getattr(m, name).shape for fqn, m, name in named_weights(model) if fqn in fqns}
+    for fqn in fqns:
+        check(shapes[fqn], pattern, name=fqn)
+    return fqns, shapes
 
 
 def prune(
@@ -169,51 +213,21 @@ def prune(
     """
     pruner: OneShotPruner = PRUNERS.get(method)(**config)
     pattern = parse_pattern(pattern)
-    if isinstance(pattern, NM) and sparsity is None:
-        sparsity = pattern.sparsity
-    if not isinstance(sparsity, int | float) or not 0.0 <= sparsity < 1.0:
-        raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
-    if isinstance(pattern, NM) and abs(sparsity - pattern.sparsity) > 1e-9:
-        raise ValueError(f"pattern {pattern} means sparsity {pattern.sparsity:g}, but sparsity={sparsity:g}")
-    allocation.ALLOCATIONS.get(distribution)  # unknown names raise with "did you mean"
-    if distribution != "uniform" and not isinstance(pattern, Unstructured):
-        raise ValueError(
-            f"distribution {distribution!r} applies to unstructured sparsity only, not {pattern}"
-        )
-    if not isinstance(pattern, pruner.patterns):
-        kinds = ", ".join(t.__name__ for t in pruner.patterns)
-        raise ValueError(f"method {method!r} supports the patterns {kinds}, not {pattern}")
-    if pruner.needs_calibration and calibration is None:
-        raise ValueError(f"method {method!r} needs calibration data: pass calibration=...")
-
+    sparsity = _checked_sparsity(pruner, method, pattern, sparsity, distribution, calibration)
     start = time.perf_counter()
-    fqns = resolve_targets(model, targets, ignore, layers_only=True)
-    if not fqns:
-        raise ValueError(f"{type(model).__name__} has no target weights to prune")
-    shapes = {fqn: getattr(m, name).shape for fqn, m, name in named_weights(model) if fqn in fqns}
-    for fqn in fqns:
-        check(shapes[fqn], pattern, name=fqn)
+    fqns, shapes = _target_shapes(model, pattern, targets, ignore)
     batches = None
     # Calibration is only worth its block passes if the method reads it or errors are wanted.
     if calibration is not None and (pruner.needs_calibration or errors):
         batches = calibration_batches(
             calibration, model, samples=samples, seq_len=seq_len, batch_size=batch_size, seed=seed
         )
-    per_layer = _layer_sparsities(pruner, shapes, pattern, float(sparsity), distribution, batches is not None)
+    per_layer = _layer_sparsities(pruner, shapes, pattern, sparsity, distribution, batches is not None)
     if distribution == "global":
-        outcome = _global(model, pruner, fqns, float(sparsity), seed)
+        outcome = _global(model, pruner, fqns, sparsity, seed)
     else:
-        outcome = run_pruner(
-            model,
-            pruner,
-            fqns,
-            pattern=pattern,
-            sparsities=per_layer,
-            batches=batches,
-            seed=seed,
-            errors=errors,
-            progress=progress,
-        )
+        run = {"batches": batches, "seed": seed, "errors": errors, "progress": progress}
+        outcome = run_pruner(model, pruner, fqns, pattern=pattern, sparsities=per_layer, **run)
     attach(
         model,
         {f: from_matrix(m, shapes[f]) for f, m in outcome.masks.items()},
@@ -224,7 +238,7 @@ def prune(
         config=asdict(pruner.config),
         pattern=str(pattern),
         distribution=distribution,
-        target_sparsity=float(sparsity),
+        target_sparsity=sparsity,
         seconds=time.perf_counter() - start,
         layers=outcome.layers,
         calibration_bytes=outcome.calibration_bytes,

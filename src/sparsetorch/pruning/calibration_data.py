@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from sparsetorch.data.shakespeare import byte_ids
+
 TEXT = ("stdlib-docstrings", "shakespeare")
 IMAGES = ("fashion-mnist", "digits")
 
@@ -30,7 +32,7 @@ def _tokenize(model: nn.Module, text: str) -> Tensor:
         return torch.tensor(ids, dtype=torch.long)
     config = getattr(model, "config", None)
     if getattr(config, "vocab_size", None) == 256:
-        return torch.frombuffer(bytearray(text.encode("utf-8")), dtype=torch.uint8).long()
+        return byte_ids(text)
     raise ValueError(
         f"{type(model).__name__} has no tokenizer sparsetorch knows: pass token-id tensors as calibration"
     )

@@ -68,8 +68,9 @@ import torch
 from torch import Tensor
 
 from sparsetorch.methods import MethodConfig
-from sparsetorch.patterns import NM, Pattern, Unstructured, parse_pattern, select
-from sparsetorch.pruning.base import PRUNERS, LayerPrune, OneShotPruner
+from sparsetorch.patterns import NM, select
+from sparsetorch.pruning.base import PRUNERS, LayerPrune
+from sparsetorch.pruning.calibrated import CalibratedPruner, LayerJob
 from sparsetorch.pruning.calibration import LayerStats, as_matrix, from_matrix
 from sparsetorch.pruning.wanda import wanda_scores
 
@@ -148,6 +149,66 @@ class _List:
         self.next += used.long()
 
 
+class _BySign:
+    """Two candidate lists: one walked while a row's e > 0, the other while e <= 0."""
+
+    def __init__(self, while_up: _List, while_down: _List) -> None:
+        self.while_up, self.while_down = while_up, while_down
+
+    def pick(self, rows: Tensor, up: Tensor, grow: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Per row, the next column of the list its sign of e selects, and whether there is one."""
+        col_a, has_a = self.while_up.peek(rows)
+        col_b, has_b = self.while_down.peek(rows)
+        return torch.where(up, col_a, col_b), torch.where(up, has_a, has_b)
+
+    def advance(self, rows: Tensor, swap: Tensor, up: Tensor, chosen: Tensor) -> None:
+        self.while_up.advance(swap & up)
+        self.while_down.advance(swap & ~up)
+
+
+def _grow_side(contrib: Tensor, var: Tensor, pruned: Tensor, power: float) -> _BySign:
+    """The pruned weights by growth score g = D / Var^p: largest g > 0 first (e > 0), most negative
+    g < 0 first (e <= 0)."""
+    grow_keys = contrib / var.pow(power).reshape(1, -1) if power else contrib.clone()
+    grow_keys = torch.where(contrib == 0, torch.zeros_like(grow_keys), grow_keys)  # no 0/0 NaN
+    return _BySign(
+        _List(grow_keys, pruned & (grow_keys > 0), descending=True),
+        _List(grow_keys, pruned & (grow_keys < 0), descending=False),
+    )
+
+
+def _row_prune_side(weight: Tensor, kept: Tensor, contrib: Tensor, norm: Tensor) -> _BySign:
+    """Unstructured: the initially kept weights whose D opposes e (D < 0 while e > 0, D > 0 while
+    e <= 0), lowest Wanda score first."""
+    wanda = wanda_scores(weight, norm)
+    return _BySign(
+        _List(wanda, kept & (contrib < 0), descending=False),
+        _List(wanda, kept & (contrib > 0), descending=False),
+    )
+
+
+class _GroupPrune:
+    """N:M: prune the still-kept, initially kept weight of lowest `init` score in the grown one's group."""
+
+    def __init__(self, kept: Tensor, init_scores: Tensor, nm: NM) -> None:
+        self.prunable = kept.clone()  # initially kept and not yet pruned by a swap
+        self.init_scores = init_scores
+        self.m = nm.m
+        self.offsets = torch.arange(nm.m, device=kept.device)
+
+    def pick(self, rows: Tensor, up: Tensor, grow: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Per row, the column to prune and whether the grown weight's group has one left."""
+        assert grow is not None, "N:M prunes in the grown weight's group"
+        # The grown weight's group of m inputs: (out,) start -> (out, m) columns.
+        group = (grow - grow % self.m).reshape(-1, 1) + self.offsets
+        allowed = self.prunable.gather(1, group)
+        scores = torch.where(allowed, self.init_scores.gather(1, group), torch.inf)
+        return group[rows, scores.argmin(1)], allowed.any(1)  # argmin: the earlier input on ties
+
+    def advance(self, rows: Tensor, swap: Tensor, up: Tensor, chosen: Tensor) -> None:
+        self.prunable[rows[swap], chosen[swap]] = False
+
+
 def dsnot_mask(
     weight: Tensor,
     kept: Tensor,
@@ -173,27 +234,18 @@ def dsnot_mask(
     device = weight.device
     out = weight.shape[0]
     rows = torch.arange(out, device=device)
-    mean = stats.mean.to(device, torch.float64)
-    var = stats.var.to(device, torch.float64)
     # D[i, j] = W_ij E[x_j]: what weight j adds to row i's mean output (float64 for the bookkeeping).
-    contrib = weight.to(torch.float64) * mean.reshape(1, -1)
+    contrib = weight.to(torch.float64) * stats.mean.to(device, torch.float64).reshape(1, -1)
     pruned = ~kept
     error = (contrib * pruned).sum(1)  # e per row (out,)
     sign0 = torch.sign(error)
     same_sign = not (config.without_same_sign if config.without_same_sign is not None else nm is None)
-
-    power = config.pow_of_var_regrowing
-    grow_keys = contrib / var.pow(power).reshape(1, -1) if power else contrib.clone()
-    grow_keys = torch.where(contrib == 0, torch.zeros_like(grow_keys), grow_keys)  # no 0/0 NaN
-    grow_up = _List(grow_keys, pruned & (grow_keys > 0), descending=True)  # used while e > 0
-    grow_down = _List(grow_keys, pruned & (grow_keys < 0), descending=False)  # used while e <= 0
+    var = stats.var.to(device, torch.float64)
+    grow_side = _grow_side(contrib, var, pruned, config.pow_of_var_regrowing)
     if nm is None:
-        wanda = wanda_scores(weight, stats.norm.to(device))
-        prune_down = _List(wanda, kept & (contrib < 0), descending=False)  # used while e > 0
-        prune_up = _List(wanda, kept & (contrib > 0), descending=False)  # used while e <= 0
+        prune_side: _BySign | _GroupPrune = _row_prune_side(weight, kept, contrib, stats.norm.to(device))
     else:
-        prunable = kept.clone()  # initially kept and not yet pruned by a swap
-        offsets = torch.arange(nm.m, device=device)
+        prune_side = _GroupPrune(kept, init_scores, nm)
 
     mask = kept.clone()
     active = torch.ones(out, dtype=torch.bool, device=device)
@@ -201,21 +253,9 @@ def dsnot_mask(
         if not active.any():
             break
         up = error > 0
-        grow_a, has_a = grow_up.peek(rows)
-        grow_b, has_b = grow_down.peek(rows)
-        grow, possible = torch.where(up, grow_a, grow_b), torch.where(up, has_a, has_b)
-        if nm is None:
-            prune_a, has_a = prune_down.peek(rows)
-            prune_b, has_b = prune_up.peek(rows)
-            prune = torch.where(up, prune_a, prune_b)
-            possible &= torch.where(up, has_a, has_b)
-        else:
-            # The grown weight's group of m inputs: (out,) start -> (out, m) columns.
-            group = (grow - grow % nm.m).reshape(-1, 1) + offsets
-            allowed = prunable.gather(1, group)
-            scores = torch.where(allowed, init_scores.gather(1, group), torch.inf)
-            prune = group[rows, scores.argmin(1)]  # argmin: the earlier input on ties
-            possible &= allowed.any(1)
+        grow, possible = grow_side.pick(rows, up)
+        prune, can_prune = prune_side.pick(rows, up, grow)
+        possible &= can_prune
         after = (error + contrib[rows, prune]) - contrib[rows, grow]
         swap = active & possible & (error.abs() > config.update_threshold)
         if same_sign:
@@ -223,50 +263,30 @@ def dsnot_mask(
         mask[rows[swap], grow[swap]] = True
         mask[rows[swap], prune[swap]] = False
         error = torch.where(swap, after, error)
-        grow_up.advance(swap & up)
-        grow_down.advance(swap & ~up)
-        if nm is None:
-            prune_down.advance(swap & up)
-            prune_up.advance(swap & ~up)
-        else:
-            prunable[rows[swap], prune[swap]] = False
+        grow_side.advance(rows, swap, up, grow)
+        prune_side.advance(rows, swap, up, prune)
         active = swap  # a row that cannot or may not swap stops for good
     return mask
 
 
 @PRUNERS.register("dsnot")
-class DSnoT(OneShotPruner):
+class DSnoT(CalibratedPruner):
     """Wanda (or magnitude) mask, then per-row swaps that cancel the expected output error."""
 
     name = "dsnot"
     paper = "dsnot"
     Config = DSnoTConfig
-    needs_calibration = True
     group = "row"
-    supports_global = False
-    patterns = (Unstructured, NM)
 
-    def prune_layer(
-        self,
-        weight: Tensor,
-        stats: LayerStats | None,
-        *,
-        pattern: Pattern,
-        sparsity: float,
-        shape: torch.Size,
-        name: str,
-        generator: torch.Generator,
-    ) -> LayerPrune:
-        assert stats is not None, "dsnot needs calibration statistics"
+    def prune_matrix(self, weight: Tensor, stats: LayerStats, job: LayerJob) -> LayerPrune:
         config: DSnoTConfig = self.config  # type: ignore[assignment]
-        pattern = parse_pattern(pattern)
-        if not isinstance(pattern, Unstructured | NM):
-            raise ValueError(f"{name}: dsnot supports unstructured and N:M patterns, not pattern {pattern}")
         if config.init == "wanda":
             init_scores = wanda_scores(weight, stats.norm.to(weight.device))
         else:
             init_scores = weight.abs()
-        kept = as_matrix(select(from_matrix(init_scores, shape), pattern, sparsity, group="row", name=name))
-        nm = pattern if isinstance(pattern, NM) else None
+        kept = as_matrix(
+            select(from_matrix(init_scores, job.shape), job.pattern, job.sparsity, group="row", name=job.name)
+        )
+        nm = job.pattern if isinstance(job.pattern, NM) else None
         mask = dsnot_mask(weight, kept, stats, init_scores=init_scores, nm=nm, config=config)
         return LayerPrune(mask, weight * mask)

@@ -66,8 +66,9 @@ import torch
 from torch import Tensor
 
 from sparsetorch.methods import MethodConfig
-from sparsetorch.patterns import NM, Pattern, Unstructured, parse_pattern, select
-from sparsetorch.pruning.base import PRUNERS, LayerPrune, OneShotPruner
+from sparsetorch.patterns import NM, Pattern, select
+from sparsetorch.pruning.base import PRUNERS, LayerPrune
+from sparsetorch.pruning.calibrated import CalibratedPruner, LayerJob
 from sparsetorch.pruning.calibration import LayerStats, as_matrix, from_matrix
 from sparsetorch.pruning.wanda import wanda_scores
 
@@ -302,37 +303,20 @@ def initial_mask(
 
 
 @PRUNERS.register("icbs")
-class ICBS(OneShotPruner):
+class ICBS(CalibratedPruner):
     """Block coordinate descent on the CBS objective from a Wanda mask, blocks solved exactly."""
 
     name = "icbs"
     paper = "icbs"
     Config = ICBSConfig
-    needs_calibration = True
     needs_xtx = True
     group = "row"
-    supports_global = False
-    patterns = (Unstructured, NM)
 
-    def prune_layer(
-        self,
-        weight: Tensor,
-        stats: LayerStats | None,
-        *,
-        pattern: Pattern,
-        sparsity: float,
-        shape: torch.Size,
-        name: str,
-        generator: torch.Generator,
-    ) -> LayerPrune:
-        pattern = parse_pattern(pattern)
-        if not isinstance(pattern, Unstructured | NM):
-            raise ValueError(f"{name}: icbs supports unstructured and N:M patterns, not {pattern}")
-        if stats is None or stats.xtx is None:
-            raise ValueError(f"{name}: icbs needs calibration statistics with X^T X")
+    def prune_matrix(self, weight: Tensor, stats: LayerStats, job: LayerJob) -> LayerPrune:
         cfg = self.config
+        pattern, name = job.pattern, job.name
         init = initial_mask(
-            weight, stats, init=cfg.init, pattern=pattern, sparsity=sparsity, shape=shape, name=name
+            weight, stats, init=cfg.init, pattern=pattern, sparsity=job.sparsity, shape=job.shape, name=name
         )
         result = icbs_search(
             weight,
@@ -343,7 +327,7 @@ class ICBS(OneShotPruner):
             block_size=cfg.block_size,
             update=cfg.update,
             dampening_frac=cfg.dampening_frac,
-            generator=generator,
+            generator=job.generator,
             name=name,
         )
         return LayerPrune(result.mask, result.weight)

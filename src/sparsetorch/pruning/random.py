@@ -1,34 +1,15 @@
-"""Random pruning: keep a uniformly random subset of each layer.
-
-Baseline of `random-pruning` (Liu et al. 2022, "The Unreasonable Effectiveness of Random
-Pruning"). Rule: score_ij ~ U(0, 1) i.i.d. from an explicit generator seeded by `prune(seed=...)`,
-drawn layer by layer in target order, so the same seed gives the same masks.
-"""
+"""Deprecated: random pruning lives in `sparsetorch.pruning.random_pruning` (`random` shadowed the stdlib)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
 
-import torch
-from torch import Tensor
+from sparsetorch.pruning.random_pruning import Random, RandomConfig
 
-from sparsetorch.methods import MethodConfig
-from sparsetorch.pruning.base import PRUNERS, OneShotPruner
-from sparsetorch.pruning.calibration import LayerStats
+__all__ = ["Random", "RandomConfig"]
 
-
-@dataclass(frozen=True)
-class RandomConfig(MethodConfig):
-    """No hyperparameters: the randomness comes from `prune(seed=...)`."""
-
-
-@PRUNERS.register("random")
-class Random(OneShotPruner):
-    """score ~ U(0, 1), independent of the weights."""
-
-    name = "random"
-    paper = "random-pruning"
-    Config = RandomConfig
-
-    def scores(self, weight: Tensor, stats: LayerStats | None, *, generator: torch.Generator) -> Tensor:
-        return torch.rand(weight.shape, generator=generator)
+warnings.warn(
+    "sparsetorch.pruning.random is deprecated; import from sparsetorch.pruning.random_pruning",
+    DeprecationWarning,
+    stacklevel=2,
+)

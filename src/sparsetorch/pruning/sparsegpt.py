@@ -51,7 +51,8 @@ from torch import Tensor
 
 from sparsetorch.methods import MethodConfig
 from sparsetorch.patterns import NM, Pattern, Unstructured, n_pruned, parse_pattern
-from sparsetorch.pruning.base import PRUNERS, LayerPrune, OneShotPruner
+from sparsetorch.pruning.base import PRUNERS, LayerPrune
+from sparsetorch.pruning.calibrated import CalibratedPruner, LayerJob
 from sparsetorch.pruning.calibration import LayerStats
 
 CHOLESKY_RETRIES = 3  # extra attempts, each with 10x the damping, before giving up
@@ -198,35 +199,20 @@ def sparsegpt_prune(
 
 
 @PRUNERS.register("sparsegpt")
-class SparseGPT(OneShotPruner):
+class SparseGPT(CalibratedPruner):
     """OBS column by column with lazy block updates; masks from w^2 / [H^{-1}]_jj."""
 
     name = "sparsegpt"
     Config = SparseGPTConfig
-    needs_calibration = True
     needs_xtx = True
-    supports_global = False
-    patterns = (Unstructured, NM)
 
-    def prune_layer(
-        self,
-        weight: Tensor,
-        stats: LayerStats | None,
-        *,
-        pattern: Pattern,
-        sparsity: float,
-        shape: torch.Size,
-        name: str,
-        generator: torch.Generator,
-    ) -> LayerPrune:
-        if stats is None or stats.xtx is None:
-            raise ValueError(f"{name}: sparsegpt needs calibration statistics with X^T X")
+    def prune_matrix(self, weight: Tensor, stats: LayerStats, job: LayerJob) -> LayerPrune:
         return sparsegpt_prune(
             weight,
             stats.xtx,
-            pattern=pattern,
-            sparsity=sparsity,
+            pattern=job.pattern,
+            sparsity=job.sparsity,
             block_size=self.config.block_size,
             dampening_frac=self.config.dampening_frac,
-            name=name,
+            name=job.name,
         )

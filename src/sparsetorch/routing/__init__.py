@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+from sparsetorch._deprecation import moved
 from sparsetorch.routing.dispatch import capacity, capacity_dispatch, dropless, slot_locations
 from sparsetorch.routing.gates import (
     GATES,
@@ -34,11 +35,9 @@ from sparsetorch.routing.gates import (
 from sparsetorch.routing.graph_of_tokens import (  # registers "similarity-aware", "attention-aware"
     AttentionAwareGate,
     SimilarityAwareGate,
-    graph_moe_gpt,
     sequence_moe,
 )
 from sparsetorch.routing.language_family import (  # registers "forced-expert"
-    FamilyMoEGPT,
     ForcedExpertGate,
     forced_expert_gating,
 )
@@ -65,7 +64,6 @@ __all__ = [
     "ExpertChoiceGate",
     "ExpertParallelMoE",
     "Experts",
-    "FamilyMoEGPT",
     "ForcedExpertGate",
     "Gate",
     "HashGate",
@@ -95,7 +93,6 @@ __all__ = [
     "finetune_routers",
     "forced_expert_gating",
     "forced_last_token",
-    "graph_moe_gpt",
     "load_entropy",
     "load_histogram",
     "manifold_regularizer",
@@ -114,3 +111,12 @@ __all__ = [
     "transport_plan_routing",
     "z_loss",
 ]
+
+# The MoE tiny-GPT variants moved to the models layer; the old names resolve for one release.
+__getattr__ = moved(
+    __name__,
+    {
+        "FamilyMoEGPT": "sparsetorch.models.moe_variants.FamilyMoEGPT",
+        "graph_moe_gpt": "sparsetorch.models.moe_variants.graph_moe_gpt",
+    },
+)

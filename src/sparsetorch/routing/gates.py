@@ -209,6 +209,7 @@ class Gate(nn.Module):
     """
 
     causal_safe: ClassVar[bool] = True
+    paper: ClassVar[str] = ""  # the paper key a gate implements ("" for the classic gates)
 
     def __init__(self, dim: int, num_experts: int, k: int, *, name: str | None = None) -> None:
         super().__init__()

@@ -24,7 +24,7 @@ Aux values: `router_aux` on `q` (balance_loss, entropy of `q`, load) and the z-l
 `token_entropy`, the entropy of the unsmoothed `p`.
 
 Layout: gates see flat tokens (T, d). `layout=(B, S)` says they are B sequences of S tokens,
-batch-major; `sequence_moe` (and `GraphMoEBlock`, `graph_moe_gpt` for the tiny GPT) pass it, with the
+batch-major; `sequence_moe` (and `models.moe_variants.graph_moe_gpt` for the tiny GPT) pass it, with the
 attention matrix. Without a layout (the plain `MoE` passes none) the T tokens are one sequence in the
 given order: a causal `MoE` flattens (B, S, d) time-major, so that stays causal in time but mixes
 tokens of different sequences at the same or earlier positions; use `sequence_moe` for per-sequence
@@ -48,20 +48,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparsetorch._deprecation import moved
 from sparsetorch.routing.gates import GATES, LinearGate, Routing, check_logits
-from sparsetorch.routing.gpt_moe import MoEBlock, MoEGPT, MoEGPTConfig
 from sparsetorch.routing.losses import router_aux, routing_entropy
 from sparsetorch.routing.moe import MoE, moe_loss
 
 __all__ = [
     "AttentionAwareGate",
     "GraphGate",
-    "GraphMoEBlock",
     "SimilarityAwareGate",
     "attention_with_weights",
     "causal_attention_graph",
     "check_graph",
-    "graph_moe_gpt",
     "graph_smoothed_gating",
     "sequence_moe",
     "similarity_graph",
@@ -197,7 +195,7 @@ class AttentionAwareGate(GraphGate):
         return attention.detach().float()
 
 
-# --- the sequence-aware layer and the tiny GPT -------------------------------------------------------
+# --- the sequence-aware layer -------------------------------------------------------
 
 
 def sequence_moe(
@@ -246,31 +244,8 @@ def attention_with_weights(attn: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
     return attn.resid_drop(attn.out_proj(y)), probs.mean(1)
 
 
-class GraphMoEBlock(MoEBlock):
-    """A `MoEBlock` whose MoE sees the sequence layout and, for `attention-aware`, the block's own
-    attention matrix: `x = x + attn(ln1 x); y, aux = sequence_moe(moe, ln2 x, A); x = x + y`."""
-
-    def __init__(self, block: MoEBlock) -> None:
-        super().__init__(block, block.moe)
-
-    def forward(self, x: Tensor, *, token_ids: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        h = self.ln1(x)
-        if isinstance(self.moe.gate, AttentionAwareGate):
-            a, attention = attention_with_weights(self.attn, h)
-        else:
-            a, attention = self.attn(h), None
-        x = x + a
-        y, aux = sequence_moe(self.moe, self.ln2(x), attention=attention, token_ids=token_ids)
-        return x + y, aux
-
-
-def graph_moe_gpt(config: MoEGPTConfig | None = None) -> MoEGPT:
-    """A `MoEGPT` whose MoE blocks are `GraphMoEBlock`s (per-sequence graphs, attention passed on).
-
-    For gates other than the graph gates the model computes exactly what `MoEGPT(config)` does.
-    """
-    model = MoEGPT(config)
-    for i, block in enumerate(model.blocks):
-        if isinstance(block, MoEBlock):
-            model.blocks[i] = GraphMoEBlock(block)
-    return model
+# The tiny-GPT wiring moved to the models layer; the old names resolve for one release.
+__getattr__ = moved(
+    __name__,
+    {n: f"sparsetorch.models.moe_variants.{n}" for n in ("GraphMoEBlock", "graph_moe_gpt")},
+)

@@ -18,7 +18,7 @@ token t (its language's or its family's expert):
 The gate reads `f_t` from `expert_ids[:, 0]` (shape (T, 1) or (T, k)), the argument `MoE` already
 forwards; it is causal-safe (a token's routing depends on itself and its given expert only).
 
-`FamilyMoEGPT` is the tiny `MoEGPT` over word bytes with `forward(idx, experts)`: `experts` (B,) is
+`models.moe_variants.FamilyMoEGPT` is the tiny `MoEGPT` over word bytes with `forward(idx, experts)`: `experts` (B,) is
 each word's forced expert id, broadcast to its tokens. `moe_layers=post_moe_layers(n, m)` gives
 Post-MoE, `None` MoE in every layer.
 
@@ -34,11 +34,11 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from sparsetorch._deprecation import moved
 from sparsetorch.routing.gates import GATES, LinearGate, Routing, check_logits
-from sparsetorch.routing.gpt_moe import MoEBlock, MoEGPT, MoEGPTOutput
 from sparsetorch.routing.losses import expert_load, router_aux
 
-__all__ = ["FamilyMoEGPT", "ForcedExpertGate", "family_ids", "forced_expert_gating"]
+__all__ = ["ForcedExpertGate", "family_ids", "forced_expert_gating"]
 
 
 def forced_expert_gating(logits: Tensor, forced: Tensor, k: int, *, check_finite: bool = True) -> Routing:
@@ -82,30 +82,5 @@ def family_ids(languages: Sequence[str]) -> Tensor:
     return torch.tensor([FAMILIES.index(LANGUAGES[c].family) for c in languages], dtype=torch.int64)
 
 
-class FamilyMoEGPT(MoEGPT):
-    """`MoEGPT` whose MoE layers get each sequence's forced expert: `forward(idx (B, S), experts (B,))`."""
-
-    def forward(self, idx: Tensor, experts: Tensor | None = None) -> MoEGPTOutput:  # type: ignore[override]
-        if experts is None:
-            return super().forward(idx)
-        if idx.dim() != 2 or experts.shape != idx.shape[:1]:
-            raise ValueError(
-                f"expected idx (B, S) and experts (B,), got {tuple(idx.shape)}, {tuple(experts.shape)}"
-            )
-        seq_len = idx.shape[1]
-        if seq_len > self.config.block_size:
-            raise ValueError(f"sequence length {seq_len} exceeds block_size {self.config.block_size}")
-        expert_ids = experts.long()[:, None, None].expand(-1, seq_len, 1)  # (B, S, 1)
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(torch.arange(seq_len, device=idx.device)))
-        aux_loss = torch.zeros((), device=idx.device)
-        aux: dict[str, dict[str, Tensor]] = {}
-        for i, block in enumerate(self.blocks):
-            if isinstance(block, MoEBlock):
-                x = x + block.attn(block.ln1(x))
-                y, layer_aux = block.moe(block.ln2(x), token_ids=idx, expert_ids=expert_ids)
-                x = x + y
-                aux[f"blocks.{i}.moe"] = layer_aux
-                aux_loss = aux_loss + layer_aux["loss"]
-            else:
-                x = block(x)
-        return MoEGPTOutput(self.lm_head(self.ln_f(x)), aux_loss, aux)
+# The tiny-GPT wiring moved to the models layer; the old name resolves for one release.
+__getattr__ = moved(__name__, {"FamilyMoEGPT": "sparsetorch.models.moe_variants.FamilyMoEGPT"})

@@ -55,6 +55,7 @@ from sparsetorch.routing.oracle import (
     layer_input,
     resolve_moe_layers,
 )
+from sparsetorch.training.loop import Loss, Step, epoch_batches, train_steps
 
 __all__ = [
     "RomaConfig",
@@ -350,68 +351,79 @@ def finetune_routers(
         raise TypeError(f"config must be a RomaConfig, got {type(config).__name__}")
     check_answer_data(inputs, targets)
     layers = last_moe_layers(model, config.tuned_layers)
-    mods = resolve_moe_layers(model, layers)
-    k = config.k
-    if config.lam > 0:
-        if embeddings is None or reference is None:
-            raise ValueError("lam > 0 needs the samples' embeddings and a successful (reference) set")
-        _check_matrix("embeddings", embeddings)
-        if embeddings.shape[0] != inputs.shape[0]:
-            raise ValueError(f"{embeddings.shape[0]} embeddings for {inputs.shape[0]} samples")
-        width = sum(m.num_experts for m in mods)
-        if reference.routing.shape[1] != width:
-            raise ValueError(
-                f"reference routing has width {reference.routing.shape[1]}, the {len(layers)} tuned layers "
-                f"give {width}; build it with successful_set on the same layers"
-            )
-        if reference.routing.shape[0] == 0:
-            raise ValueError("the successful (reference) set is empty: the model answers no sample correctly")
-        _check_matrix("reference routing weights", reference.routing)
-        # as the authors' code: at most |S| neighbours
-        k = min(config.k, reference.routing.shape[0])
-        # checks shapes and finiteness once, before the model changes
-        neighbour_weights(embeddings[:1], reference.embeddings, k=k, sigma=config.sigma)
+    k = _checked_neighbours(config, resolve_moe_layers(model, layers), inputs, embeddings, reference)
     flags = {p: p.requires_grad for p in model.parameters()}
     was_training = model.training
     params = freeze_except_routers(model, layers)
-    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    gen = torch.Generator().manual_seed(config.seed)
     history: list[dict[str, float]] = []
-    step = 0
+
+    def ramp(step: int, warmup: int) -> float:
+        return min(1.0, (step + 1) / warmup) if warmup else 1.0
+
+    def loss_fn(model: nn.Module, batch: Tensor) -> Loss:
+        task = F.cross_entropy(answer_logits(model, inputs[batch], answer_ids), targets[batch])
+        reg = torch.zeros(())
+        if config.lam > 0:
+            assert embeddings is not None and reference is not None
+            routing = _concat(store, layers)
+            reg = manifold_regularizer(
+                routing, embeddings[batch], reference.embeddings, reference.routing, k=k, sigma=config.sigma
+            )
+        lam = config.lam * ramp(len(history), config.lam_warmup_steps)
+        return Loss(task + lam * reg, parts={"task": task.detach(), "reg": reg.detach()})
+
+    def record(step: Step) -> None:
+        lam, lr = config.lam * ramp(step.index, config.lam_warmup_steps), step.optimizer.param_groups[0]["lr"]
+        history.append({"task": step.parts["task"], "reg": step.parts["reg"], "lam": lam, "lr": lr})
+
     model.eval()
     try:
         with router_probs(model, layers) as store:
-            for _ in range(config.epochs):
-                order = torch.randperm(len(inputs), generator=gen)
-                for batch in order.split(config.batch_size):
-                    lr = config.lr * (
-                        min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
-                    )
-                    lam = config.lam * (
-                        min(1.0, (step + 1) / config.lam_warmup_steps) if config.lam_warmup_steps else 1.0
-                    )
-                    for group in opt.param_groups:
-                        group["lr"] = lr
-                    task = F.cross_entropy(answer_logits(model, inputs[batch], answer_ids), targets[batch])
-                    reg = torch.zeros(())
-                    if config.lam > 0:
-                        assert embeddings is not None and reference is not None
-                        reg = manifold_regularizer(
-                            _concat(store, layers),
-                            embeddings[batch],
-                            reference.embeddings,
-                            reference.routing,
-                            k=k,
-                            sigma=config.sigma,
-                        )
-                    loss = task + lam * reg
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    history.append({"task": task.item(), "reg": reg.item(), "lam": lam, "lr": lr})
-                    step += 1
+            train_steps(
+                model,
+                torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay),
+                epoch_batches(len(inputs), config.batch_size, torch.Generator().manual_seed(config.seed)),
+                loss_fn,
+                steps=config.epochs * math.ceil(len(inputs) / config.batch_size),
+                lr_at=lambda step: config.lr * ramp(step, config.warmup_steps),
+                on_step=record,
+            )
     finally:
         for p, flag in flags.items():
             p.requires_grad_(flag)
         model.train(was_training)
     return history
+
+
+def _checked_neighbours(
+    config: RomaConfig,
+    mods: Sequence[MoE],
+    inputs: Tensor,
+    embeddings: Tensor | None,
+    reference: SuccessfulSet | None,
+) -> int:
+    """The neighbour count k (capped at |S|, as the authors' code), after checking the RoMA inputs.
+
+    Raises:
+        ValueError: a missing or ill-shaped embedding or reference set when `config.lam > 0`.
+    """
+    if config.lam <= 0:
+        return config.k
+    if embeddings is None or reference is None:
+        raise ValueError("lam > 0 needs the samples' embeddings and a successful (reference) set")
+    _check_matrix("embeddings", embeddings)
+    if embeddings.shape[0] != inputs.shape[0]:
+        raise ValueError(f"{embeddings.shape[0]} embeddings for {inputs.shape[0]} samples")
+    width = sum(m.num_experts for m in mods)
+    if reference.routing.shape[1] != width:
+        raise ValueError(
+            f"reference routing has width {reference.routing.shape[1]}, the {len(mods)} tuned layers "
+            f"give {width}; build it with successful_set on the same layers"
+        )
+    if reference.routing.shape[0] == 0:
+        raise ValueError("the successful (reference) set is empty: the model answers no sample correctly")
+    _check_matrix("reference routing weights", reference.routing)
+    k = min(config.k, reference.routing.shape[0])
+    # checks shapes and finiteness once, before the model changes
+    neighbour_weights(embeddings[:1], reference.embeddings, k=k, sigma=config.sigma)
+    return k

@@ -82,13 +82,15 @@ Penalty = Literal["l1", "l0", "cel0"]
 PENALTIES: tuple[str, ...] = ("l1", "l0", "cel0")
 
 
-def _penalty(penalty: str) -> str:
+def check_penalty(penalty: str) -> str:
+    """`penalty` if it is one of `PENALTIES`, else a ValueError listing them."""
     if penalty not in PENALTIES:
         raise ValueError(f"unknown penalty {penalty!r}: use one of {', '.join(PENALTIES)}")
     return penalty
 
 
-def _positive(name: str, value: float) -> float:
+def check_positive(name: str, value: float) -> float:
+    """`value` as a float if it is finite and > 0, else a ValueError naming `name`."""
     value = float(value)
     if not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a positive finite number, got {value}")
@@ -121,7 +123,7 @@ def cel0_prox(u: Tensor, *, lam: float, step: float, norms: Tensor | float = 1.0
         ValueError: lam or step not positive, or step * norms^2 >= 1 (the prox is then not the
             firm-thresholding rule and the problem is not strictly convex per coordinate).
     """
-    lam, step = _positive("lam", lam), _positive("step", step)
+    lam, step = check_positive("lam", lam), check_positive("step", step)
     norms = torch.as_tensor(norms, dtype=u.dtype, device=u.device)
     if bool((step * norms**2 >= 1.0).any()):
         raise ValueError(
@@ -134,7 +136,7 @@ def cel0_prox(u: Tensor, *, lam: float, step: float, norms: Tensor | float = 1.0
 
 def cel0_penalty(a: Tensor, *, lam: float, norms: Tensor | float = 1.0) -> Tensor:
     """phi_CEL0 elementwise: lam - n^2/2 (|a| - sqrt(2 lam)/n)^2 for |a| <= sqrt(2 lam)/n, else lam."""
-    lam = _positive("lam", lam)
+    lam = check_positive("lam", lam)
     norms = torch.as_tensor(norms, dtype=a.dtype, device=a.device)
     knot = math.sqrt(2.0 * lam) / norms
     inside = lam - norms**2 / 2.0 * (a.abs() - knot) ** 2
@@ -143,7 +145,7 @@ def cel0_penalty(a: Tensor, *, lam: float, norms: Tensor | float = 1.0) -> Tenso
 
 def prox(u: Tensor, *, penalty: Penalty, lam: float, step: float, norms: Tensor | float = 1.0) -> Tensor:
     """prox_{step * Phi}(u) for Phi = lam ||.||_1, lam ||.||_0 or CEL0 (last axis = atoms)."""
-    penalty, lam, step = _penalty(penalty), _positive("lam", lam), _positive("step", step)
+    penalty, lam, step = check_penalty(penalty), check_positive("lam", lam), check_positive("step", step)
     if penalty == "l1":
         return soft_threshold(u, step * lam)
     if penalty == "l0":
@@ -153,7 +155,7 @@ def prox(u: Tensor, *, penalty: Penalty, lam: float, step: float, norms: Tensor 
 
 def penalty_value(a: Tensor, *, penalty: Penalty, lam: float, norms: Tensor | float = 1.0) -> Tensor:
     """Phi(a) summed over the last axis: shape a.shape[:-1]."""
-    penalty, lam = _penalty(penalty), _positive("lam", lam)
+    penalty, lam = check_penalty(penalty), check_positive("lam", lam)
     if penalty == "l1":
         return lam * a.abs().sum(-1)
     if penalty == "l0":
@@ -225,7 +227,7 @@ def sparse_code(
             or (CEL0) an atom of norm >= 1/sqrt(step).
     """
     _check_problem(x, dictionary)
-    penalty, lam = _penalty(penalty), _positive("lam", lam)
+    penalty, lam = check_penalty(penalty), check_positive("lam", lam)
     if iterations < 0:
         raise ValueError(f"iterations must be >= 0, got {iterations}")
     step = 0.99 / max(lipschitz(dictionary), 1e-12)
@@ -290,7 +292,7 @@ def calibrate_lambda(
     """
     if not 0.0 < density < 1.0:
         raise ValueError(f"density must lie in (0, 1), got {density}")
-    lo, hi = math.log(_positive("low", low)), math.log(_positive("high", high))
+    lo, hi = math.log(check_positive("low", low)), math.log(check_positive("high", high))
     for _ in range(rounds):
         mid = (lo + hi) / 2.0
         codes = sparse_code(x, dictionary, penalty=penalty, lam=math.exp(mid), iterations=iterations).codes

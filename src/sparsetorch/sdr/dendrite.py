@@ -26,7 +26,7 @@ from typing import Literal, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from sparsetorch.sdr.sdr import SDR, _count
+from sparsetorch.sdr.sdr import SDR, check_count
 
 __all__ = [
     "ActiveDendrites",
@@ -68,7 +68,7 @@ class DendriticNeuron:
                 f"a neuron needs at least one segment and one cell, got {tuple(self.synapses.shape)}"
             )
         fewest = int(self.synapses.sum(-1).min())
-        theta = _count(
+        theta = check_count(
             "theta",
             self.theta,
             low=1,
@@ -109,7 +109,7 @@ class DendriticNeuron:
         """
         if patterns.dense.ndim != 2:
             raise ValueError(f"patterns must be a batch of shape (P, n), got {tuple(patterns.dense.shape)}")
-        m = _count("patterns_per_segment", patterns_per_segment, low=1)
+        m = check_count("patterns_per_segment", patterns_per_segment, low=1)
         count = patterns.dense.shape[0]
         if count == 0 or count % m:
             raise ValueError(f"{count} patterns cannot be split into segments of {m} patterns each")
@@ -218,10 +218,10 @@ class ActiveDendrites(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        in_features = _count("in_features", in_features, low=1)
-        out_features = _count("out_features", out_features, low=1)
-        self.segments = _count("segments", segments, low=1)
-        self.context_features = _count("context_features", context_features, low=1)
+        in_features = check_count("in_features", in_features, low=1)
+        out_features = check_count("out_features", out_features, low=1)
+        self.segments = check_count("segments", segments, low=1)
+        self.context_features = check_count("context_features", context_features, low=1)
         if gate not in _GATES:
             raise ValueError(f"gate must be one of {', '.join(map(repr, _GATES))}, got {gate!r}")
         self.gate = gate

@@ -36,9 +36,9 @@ from torch import Tensor
 
 from sparsetorch.sdr.coding import (
     Penalty,
-    _penalty,
-    _positive,
     calibrate_lambda,
+    check_penalty,
+    check_positive,
     code_density,
     objective,
     sparse_code,
@@ -93,7 +93,7 @@ def whiten(patches: Tensor, *, epsilon: float = 0.1) -> Whitening:
     cov = centred.T @ centred / centred.shape[0]
     s, u = torch.linalg.eigh(cov)
     s = s.clamp(min=0.0)
-    gain = 1.0 / torch.sqrt(s + _positive("epsilon", epsilon) * s.max())
+    gain = 1.0 / torch.sqrt(s + check_positive("epsilon", epsilon) * s.max())
     gain[s <= 1e-10 * s.max()] = 0.0  # the removed mean (and any other null direction) stays zero
     matrix = u @ torch.diag(gain) @ u.T
     white = centred @ matrix
@@ -154,22 +154,15 @@ def learn_dictionary(
     """
     if x.ndim != 2 or x.shape[0] < 1:
         raise ValueError(f"x must be (N >= 1, d), got {tuple(x.shape)}")
-    penalty = _penalty(penalty)
+    penalty = check_penalty(penalty)
     if (lam is None) == (density is None):
         raise ValueError("give exactly one of lam and density")
     if atoms < 1 or steps < 0 or batch_size < 1 or code_iterations < 1:
         raise ValueError("atoms, batch_size and code_iterations must be >= 1 and steps >= 0")
     if update not in ("gradient", "mod"):
         raise ValueError(f"update must be 'gradient' or 'mod', got {update!r}")
-    n, d = x.shape
-    if init == "random":
-        dictionary = random_dictionary(d, atoms, generator=generator).to(x.dtype)
-    elif init == "patches":
-        noise = random_dictionary(d, atoms, generator=generator).to(x.dtype)
-        picks = x[torch.randint(0, n, (atoms,), generator=generator)].T  # (d, m)
-        dictionary = normalize_atoms(picks, fallback=noise)
-    else:
-        raise ValueError(f"init must be 'random' or 'patches', got {init!r}")
+    n = x.shape[0]
+    dictionary = _initial_dictionary(x, atoms, init=init, generator=generator)
     losses, densities = [], []
     for step_index in range(steps):
         batch = x[torch.randint(0, n, (batch_size,), generator=generator)]
@@ -185,26 +178,56 @@ def learn_dictionary(
         ).codes
         losses.append(float(objective(batch, dictionary, codes, penalty=penalty, lam=lam).mean()))
         densities.append(code_density(codes))
-        residual = batch - codes @ dictionary.T  # (B, d)
-        gram = codes.T @ codes  # (m, m)
-        if update in ("gradient", "diagonal"):
-            rate = 1.0 / max(float(torch.linalg.matrix_norm(gram.double(), ord=2)), 1e-12)
-            new = dictionary + rate * (residual.T @ codes)
-        else:
-            ridge = 1e-6 * float(gram.diagonal().mean().clamp(min=1e-12)) * torch.eye(atoms, dtype=x.dtype)
-            new = torch.linalg.solve(gram + ridge, (batch.T @ codes).T).T  # X^T A (A^T A + eps I)^-1
-        dictionary = normalize_atoms(new, fallback=dictionary)
-        if resample_dead:
-            dead = (codes != 0).sum(0) == 0  # (m,)
-            if bool(dead.any()):
-                picks = torch.randint(0, batch_size, (int(dead.sum()),), generator=generator)
-                dictionary[:, dead] = normalize_atoms(residual[picks].T, fallback=dictionary[:, dead])
+        dictionary = _update_dictionary(
+            dictionary, batch, codes, update=update, resample_dead=resample_dead, generator=generator
+        )
     return DictionaryResult(
         dictionary=dictionary,
         lam=float(lam) if lam is not None else float("nan"),
         losses=torch.tensor(losses),
         densities=torch.tensor(densities),
     )
+
+
+def _initial_dictionary(x: Tensor, atoms: int, *, init: str, generator: torch.Generator) -> Tensor:
+    """Unit-norm starting atoms (d, m): random training patches, or Gaussian noise."""
+    n, d = x.shape
+    if init == "random":
+        return random_dictionary(d, atoms, generator=generator).to(x.dtype)
+    if init == "patches":
+        noise = random_dictionary(d, atoms, generator=generator).to(x.dtype)
+        picks = x[torch.randint(0, n, (atoms,), generator=generator)].T  # (d, m)
+        return normalize_atoms(picks, fallback=noise)
+    raise ValueError(f"init must be 'random' or 'patches', got {init!r}")
+
+
+def _update_dictionary(
+    dictionary: Tensor,
+    batch: Tensor,
+    codes: Tensor,
+    *,
+    update: str,
+    resample_dead: bool,
+    generator: torch.Generator,
+) -> Tensor:
+    """One dictionary step on a coded batch (B, d) / codes (B, m), atoms renormalized; atoms no
+    code used are re-drawn from the batch's residuals when `resample_dead`."""
+    residual = batch - codes @ dictionary.T  # (B, d)
+    gram = codes.T @ codes  # (m, m)
+    if update in ("gradient", "diagonal"):
+        rate = 1.0 / max(float(torch.linalg.matrix_norm(gram.double(), ord=2)), 1e-12)
+        new = dictionary + rate * (residual.T @ codes)
+    else:
+        atoms = dictionary.shape[1]
+        ridge = 1e-6 * float(gram.diagonal().mean().clamp(min=1e-12)) * torch.eye(atoms, dtype=batch.dtype)
+        new = torch.linalg.solve(gram + ridge, (batch.T @ codes).T).T  # X^T A (A^T A + eps I)^-1
+    dictionary = normalize_atoms(new, fallback=dictionary)
+    if resample_dead:
+        dead = (codes != 0).sum(0) == 0  # (m,)
+        if bool(dead.any()):
+            picks = torch.randint(0, batch.shape[0], (int(dead.sum()),), generator=generator)
+            dictionary[:, dead] = normalize_atoms(residual[picks].T, fallback=dictionary[:, dead])
+    return dictionary
 
 
 # -- V1-like receptive fields ---------------------------------------------------------------------

@@ -26,7 +26,7 @@ from torch import Tensor
 __all__ = ["SDR", "random_sdr"]
 
 
-def _count(name: str, value: int, *, low: int, high: int | None = None, high_name: str = "") -> int:
+def check_count(name: str, value: int, *, low: int, high: int | None = None, high_name: str = "") -> int:
     """`value` as an int in [low, high]; a clear error otherwise."""
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an integer, got the bool {value!r}")
@@ -84,7 +84,7 @@ class SDR:
         Raises:
             ValueError: an index outside [0, n), or an index repeated within one SDR.
         """
-        n = _count("n", n, low=1)
+        n = check_count("n", n, low=1)
         indices = torch.as_tensor(indices)
         if indices.dtype.is_floating_point or indices.dtype == torch.bool:
             raise ValueError(f"indices must be an integer tensor, got {indices.dtype}")
@@ -210,7 +210,7 @@ class SDR:
         Raises:
             ValueError: k < 0, or an SDR has fewer than k active bits.
         """
-        k = _count("k", k, low=0)
+        k = check_count("k", k, low=0)
         fewest = int(self.active.min()) if self.active.numel() else 0
         if k > fewest:
             raise ValueError(f"cannot subsample k={k} bits from an SDR with only {fewest} active bits")
@@ -224,7 +224,7 @@ class SDR:
         Raises:
             ValueError: bits < 0, or more bits than an SDR has active (or inactive) bits.
         """
-        bits = _count("bits", bits, low=0)
+        bits = check_count("bits", bits, low=0)
         active = self.active
         fewest_on = int(active.min()) if active.numel() else 0
         fewest_off = self.n - (int(active.max()) if active.numel() else 0)
@@ -258,8 +258,8 @@ def random_sdr(
     Raises:
         ValueError: a outside [0, n] or n < 1.
     """
-    n = _count("n", n, low=1)
-    a = _count("a", a, low=0, high=n, high_name=f"n={n} (a pattern cannot have more active bits than n)")
-    batch = tuple(_count("batch size", b, low=0) for b in batch)
+    n = check_count("n", n, low=1)
+    a = check_count("a", a, low=0, high=n, high_name=f"n={n} (a pattern cannot have more active bits than n)")
+    batch = tuple(check_count("batch size", b, low=0) for b in batch)
     candidates = torch.ones((*batch, n), dtype=torch.bool, device=generator.device)
     return SDR(SDR._pick(candidates, a, generator))

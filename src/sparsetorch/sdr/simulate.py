@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import torch
 
 from sparsetorch.sdr.dendrite import DendriticNeuron
-from sparsetorch.sdr.sdr import _count, random_sdr
-from sparsetorch.sdr.theory import _check_segment
+from sparsetorch.sdr.sdr import check_count, random_sdr
+from sparsetorch.sdr.theory import check_segment
 
 __all__ = [
     "Estimate",
@@ -75,8 +75,8 @@ def simulate_false_match(
     n: int, a: int, s: int, theta: int, *, trials: int, generator: torch.Generator
 ) -> Estimate:
     """How often a random s-synapse segment reaches theta on a random a-of-n SDR (checks Eq. 4)."""
-    n, a, s, theta = _check_segment(n, a, s, theta)
-    trials = _count("trials", trials, low=1)
+    n, a, s, theta = check_segment(n, a, s, theta)
+    trials = check_count("trials", trials, low=1)
     hits = 0
     for rows in _chunks(trials, 2 * n):
         segment = random_sdr(n, s, batch=(rows,), generator=generator)
@@ -93,10 +93,10 @@ def simulate_false_negative(
     Raises:
         ValueError: s > a, or n < a + noise_bits (the moved bits need somewhere to go).
     """
-    n, a, s, theta = _check_segment(n, a, s, theta)
-    _count("s", s, low=1, high=a, high_name=f"a={a}: a segment subsamples at most the pattern's a bits")
-    v = _count("noise_bits", noise_bits, low=0, high=n - a, high_name=f"n - a = {n - a} inactive bits")
-    trials = _count("trials", trials, low=1)
+    n, a, s, theta = check_segment(n, a, s, theta)
+    check_count("s", s, low=1, high=a, high_name=f"a={a}: a segment subsamples at most the pattern's a bits")
+    v = check_count("noise_bits", noise_bits, low=0, high=n - a, high_name=f"n - a = {n - a} inactive bits")
+    trials = check_count("trials", trials, low=1)
     hits = 0
     for rows in _chunks(trials, 3 * n):
         stored = random_sdr(n, a, batch=(rows,), generator=generator)
@@ -110,9 +110,9 @@ def simulate_segments_false_match(
     n: int, a: int, s: int, theta: int, segments: int, *, trials: int, generator: torch.Generator
 ) -> Estimate:
     """How often any of a neuron's M random segments spikes on a random SDR (checks Eq. 8)."""
-    n, a, s, theta = _check_segment(n, a, s, theta)
-    m = _count("segments", segments, low=1)
-    trials = _count("trials", trials, low=1)
+    n, a, s, theta = check_segment(n, a, s, theta)
+    m = check_count("segments", segments, low=1)
+    trials = check_count("trials", trials, low=1)
     hits = 0
     for rows in _chunks(trials, n + m):
         neuron = DendriticNeuron(random_sdr(n, s, batch=(m,), generator=generator).dense, theta)
@@ -125,9 +125,9 @@ def simulate_union_false_match(
     n: int, a: int, s: int, theta: int, m: int, *, trials: int, generator: torch.Generator
 ) -> Estimate:
     """How often a segment holding the union of m random s-subsets matches a random SDR."""
-    n, a, s, theta = _check_segment(n, a, s, theta)
-    m = _count("m", m, low=1)
-    trials = _count("trials", trials, low=1)
+    n, a, s, theta = check_segment(n, a, s, theta)
+    m = check_count("m", m, low=1)
+    trials = check_count("trials", trials, low=1)
     hits = 0
     for rows in _chunks(trials, (m + 1) * n):
         segment = random_sdr(n, s, batch=(rows, m), generator=generator).union_along(1)

@@ -75,7 +75,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from sparsetorch.sdr.sdr import SDR, _count
+from sparsetorch.sdr.sdr import SDR, check_count
 
 __all__ = [
     "Familiarity",
@@ -120,9 +120,9 @@ class SparseyConfig:
     familiarity_contingent: bool = True
 
     def __post_init__(self) -> None:
-        _count("n_inputs", self.n_inputs, low=1)
-        _count("cms", self.cms, low=1)
-        _count("units", self.units, low=1)
+        check_count("n_inputs", self.n_inputs, low=1)
+        check_count("cms", self.cms, low=1)
+        check_count("units", self.units, low=1)
         if not 0.0 <= self.g_floor < 1.0:
             raise ValueError(f"g_floor must lie in [0, 1), got {self.g_floor}")
         for name in ("expansion_exponent", "expansion_factor", "sigmoid_scale", "sigmoid_steepness"):
@@ -325,7 +325,7 @@ def binarize_edges(images: Tensor, *, active: int) -> SDR:
     if not bool(torch.isfinite(images).all()):
         raise ValueError("images contain NaN or infinite pixels")
     h, w = images.shape[-2:]
-    active = _count("active", active, low=1, high=h * w, high_name=f"H*W={h * w} pixels")
+    active = check_count("active", active, low=1, high=h * w, high_name=f"H*W={h * w} pixels")
     images = images.to(torch.float32)
     magnitude = torch.zeros_like(images)
     gx = images[:, 1:-1, 2:] - images[:, 1:-1, :-2]  # (B, H-2, W-2)

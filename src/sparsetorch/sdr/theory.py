@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sparsetorch.sdr.sdr import _count
+from sparsetorch.sdr.sdr import check_count
 
 __all__ = [
     "Method",
@@ -115,15 +115,16 @@ def _at_least_one_of(p: float, m: int) -> float:
     return 1.0 if p >= 1.0 else -math.expm1(m * math.log1p(-p))
 
 
-def _check_segment(n: int, a: int, s: int, theta: int) -> tuple[int, int, int, int]:
-    n = _count("n", n, low=1)
-    a = _count(
+def check_segment(n: int, a: int, s: int, theta: int) -> tuple[int, int, int, int]:
+    """(n, a, s, theta) as ints if they describe a segment (1 <= a, s <= n; 1 <= theta <= s), else an error."""
+    n = check_count("n", n, low=1)
+    a = check_count(
         "a", a, low=1, high=n, high_name=f"n={n}: a pattern cannot have more active bits (a) than cells (n)"
     )
-    s = _count(
+    s = check_count(
         "s", s, low=1, high=n, high_name=f"n={n}: a segment cannot have more synapses (s) than cells (n)"
     )
-    theta = _count(
+    theta = check_count(
         "theta", theta, low=1, high=s, high_name=f"s={s} synapses: such a segment could never spike"
     )
     return n, a, s, theta
@@ -140,7 +141,7 @@ def false_match_probability(n: int, a: int, s: int, theta: int, *, method: Metho
     Raises:
         ValueError: a or s outside [1, n], or theta outside [1, s].
     """
-    n, a, s, theta = _check_segment(n, a, s, theta)
+    n, a, s, theta = check_segment(n, a, s, theta)
     return _tail_at(_upper_tails(n, s, a, method), theta)
 
 
@@ -155,12 +156,14 @@ def false_negative_probability(
     Raises:
         ValueError: s outside [1, a], theta outside [1, s] or noise_bits outside [0, a].
     """
-    a = _count("a", a, low=1)
-    s = _count("s", s, low=1, high=a, high_name=f"a={a}: a segment subsamples at most the pattern's a bits")
-    theta = _count(
+    a = check_count("a", a, low=1)
+    s = check_count(
+        "s", s, low=1, high=a, high_name=f"a={a}: a segment subsamples at most the pattern's a bits"
+    )
+    theta = check_count(
         "theta", theta, low=1, high=s, high_name=f"s={s} synapses: such a segment could never spike"
     )
-    v = _count("noise_bits", noise_bits, low=0, high=a, high_name=f"a={a} active bits")
+    v = check_count("noise_bits", noise_bits, low=0, high=a, high_name=f"a={a} active bits")
     return _tail_at(_upper_tails(a, s, v, method), s - theta + 1)
 
 
@@ -174,7 +177,7 @@ def segments_false_match_probability(
     Raises:
         ValueError: as `false_match_probability`, or segments < 1.
     """
-    m = _count("segments", segments, low=1)
+    m = check_count("segments", segments, low=1)
     return _at_least_one_of(false_match_probability(n, a, s, theta, method=method), m)
 
 
@@ -184,9 +187,9 @@ def union_expected_active(n: int, a: int, m: int) -> float:
     Raises:
         ValueError: a outside [1, n] or m < 1.
     """
-    n = _count("n", n, low=1)
-    a = _count("a", a, low=1, high=n, high_name=f"n={n}: an SDR cannot have more active bits (a) than n")
-    m = _count("m", m, low=1)
+    n = check_count("n", n, low=1)
+    a = check_count("a", a, low=1, high=n, high_name=f"n={n}: an SDR cannot have more active bits (a) than n")
+    m = check_count("m", m, low=1)
     return n * _at_least_one_of(a / n, m)
 
 
@@ -210,8 +213,8 @@ def union_false_match_probability(
     Raises:
         ValueError: as `false_match_probability`, or m < 1, or an unknown `union_size`.
     """
-    n, a, s, theta = _check_segment(n, a, s, theta)
-    m = _count("m", m, low=1)
+    n, a, s, theta = check_segment(n, a, s, theta)
+    m = check_count("m", m, low=1)
     if union_size == "expected":
         size = math.floor(union_expected_active(n, s, m) + 0.5)
         return false_match_probability(n, a, size, theta, method=method)
@@ -285,10 +288,12 @@ def threshold_analysis(
         ValueError: bad sizes as in `false_match_probability` / `false_negative_probability`, or a
             negative or non-finite weight.
     """
-    n, a, s, _ = _check_segment(n, a, s, 1)
-    s = _count("s", s, low=1, high=a, high_name=f"a={a}: a segment subsamples at most the pattern's a bits")
-    v = _count("noise_bits", noise_bits, low=0, high=a, high_name=f"a={a} active bits")
-    m = _count("segments", segments, low=1)
+    n, a, s, _ = check_segment(n, a, s, 1)
+    s = check_count(
+        "s", s, low=1, high=a, high_name=f"a={a}: a segment subsamples at most the pattern's a bits"
+    )
+    v = check_count("noise_bits", noise_bits, low=0, high=a, high_name=f"a={a} active bits")
+    m = check_count("segments", segments, low=1)
     if not (math.isfinite(false_negative_weight) and false_negative_weight >= 0):
         raise ValueError(f"false_negative_weight must be finite and >= 0, got {false_negative_weight}")
     match_tails = _upper_tails(n, s, a, method)  # P(overlap >= theta)
@@ -344,10 +349,10 @@ def median_false_match(
     grid = [(n, math.floor(d * n + 0.5), s) for n in sizes for d in densities for s in synapses]
     if not grid:
         raise ValueError("median_false_match needs a non-empty grid of sizes, densities and synapses")
-    thetas = [_count("theta", t, low=1) for t in thetas]
+    thetas = [check_count("theta", t, low=1) for t in thetas]
     tails = []
     for n, a, s in grid:
-        _check_segment(n, a, s, 1)
+        check_segment(n, a, s, 1)
         tails.append(_upper_tails(n, s, a, method))
     return {
         t: statistics.median(

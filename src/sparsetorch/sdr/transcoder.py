@@ -49,7 +49,6 @@ so a feature's decoder vector is a row here (a column of the paper's W_dec).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -59,6 +58,8 @@ from torch import Tensor, nn
 
 from sparsetorch._checks import check_int, check_number
 from sparsetorch.sdr.mlp_hooks import collect_mlp_io, constant_output, minilm_mlp, substitute_mlp
+from sparsetorch.training.fit import progress_bar
+from sparsetorch.training.loop import Loss, Step, epoch_batches, train_steps
 
 __all__ = [
     "DeadFeatureTracker",
@@ -302,13 +303,6 @@ def _check_pairs(inputs: Tensor, targets: Tensor) -> None:
         raise ValueError("inputs or targets contain NaN or infinite values")
 
 
-def _progress(enabled: bool):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    return Progress(*columns, TextColumn("{task.fields[status]}"), disable=not enabled)
-
-
 def train_transcoder(
     inputs: Tensor,
     targets: Tensor,
@@ -344,38 +338,44 @@ def train_transcoder(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm))
     tracker = DeadFeatureTracker(width=config.width, window=train.dead_window)
     history: dict[str, list[float]] = {k: [] for k in ("loss", "mse", "l1", "ghost", "l0", "dead_fraction")}
-    batches: Iterator[Tensor] = iter(())
+
+    def loss_fn(tc: Transcoder, idx: Tensor) -> Loss:
+        x, y = inputs[idx], targets[idx]
+        tc.normalize_decoder_()
+        pre = tc.pre_activations(x)
+        f = F.relu(pre)
+        out = tc.decode(f)
+        parts = transcoder_loss(
+            out, f, y, l1_coefficient=config.l1_coefficient, normalize_mse=config.normalize_mse
+        )
+        ghost, dead = parts.ghost, tracker.dead  # dead before this step's update
+        if train.ghost_grads and bool(dead.any()):
+            ghost = ghost_grad_loss(pre, tc.W_dec, dead, out, y, normalize_mse=config.normalize_mse)
+        return Loss(parts.total + ghost, (f.detach(), parts, ghost))
+
+    def record(step: Step) -> None:
+        sched.step()
+        f, parts, ghost = step.output
+        tracker.update(f)
+        l0 = (f > 0).sum(-1).float().mean()
+        values = (parts.total + ghost, parts.mse, parts.l1, ghost, l0, tracker.dead_fraction)
+        for key, value in zip(history, values, strict=True):
+            history[key].append(float(torch.as_tensor(value).detach()))
+        bar.update(task, advance=1, status=f"mse {history['mse'][-1]:.4f} L0 {history['l0'][-1]:.1f}")
+
     tc.train()
-    with _progress(progress) as bar:
+    with progress_bar(progress, "{task.fields[status]}") as bar:
         task = bar.add_task("training transcoder", total=train.steps, status="")
-        for _ in range(train.steps):
-            idx = next(batches, None)
-            if idx is None:  # a new pass over the data in a fresh seeded order
-                batches = iter(torch.randperm(len(inputs), generator=gen).split(train.batch_size))
-                idx = next(batches)
-            x, y = inputs[idx], targets[idx]
-            tc.normalize_decoder_()
-            pre = tc.pre_activations(x)
-            f = F.relu(pre)
-            out = tc.decode(f)
-            parts = transcoder_loss(
-                out, f, y, l1_coefficient=config.l1_coefficient, normalize_mse=config.normalize_mse
-            )
-            ghost = parts.ghost
-            dead = tracker.dead
-            if train.ghost_grads and bool(dead.any()):
-                ghost = ghost_grad_loss(pre, tc.W_dec, dead, out, y, normalize_mse=config.normalize_mse)
-            opt.zero_grad(set_to_none=True)
-            (parts.total + ghost).backward()
-            tc.remove_parallel_decoder_grad_()
-            opt.step()
-            sched.step()
-            tracker.update(f.detach())
-            l0 = (f > 0).sum(-1).float().mean()
-            values = (parts.total + ghost, parts.mse, parts.l1, ghost, l0, tracker.dead_fraction)
-            for key, value in zip(history, values, strict=True):
-                history[key].append(float(torch.as_tensor(value).detach()))
-            bar.update(task, advance=1, status=f"mse {history['mse'][-1]:.4f} L0 {history['l0'][-1]:.1f}")
+        batches = epoch_batches(len(inputs), train.batch_size, gen)
+        train_steps(
+            tc,
+            opt,
+            batches,
+            loss_fn,
+            steps=train.steps,
+            on_grads=lambda tc: tc.remove_parallel_decoder_grad_(),  # after the backward pass
+            on_step=record,
+        )
     tc.normalize_decoder_()
     return TranscoderTrainResult(tc.eval(), tracker, history)
 

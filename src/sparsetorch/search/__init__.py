@@ -1,14 +1,16 @@
 """Architecture search for sparse networks: search spaces of sparse sub-networks and search methods.
 
+    >>> import sparsetorch as st
     >>> from sparsetorch.search import SEARCHES, SparseMLPSpace
     >>> space = SparseMLPSpace(sparsity=0.9)                 # 2x LeNet-300-100, exactly 90% zeros
     >>> search = SEARCHES.get("random-search")(num_samples=8, seed=0)
-    >>> outcome = search.run(space, space.parent(seed=0), train=train, val=val)  # doctest: +SKIP
+    >>> parent = st.create_model("lenet-300-100", seed=0, **space.model_config())
+    >>> outcome = search.run(space, parent, train=train, val=val)  # doctest: +SKIP
 
 Methods (registered in `SEARCHES`):
 
-- `random-search` (paper `random-search-nas`): best of N random configurations by proxy-trained
-  validation accuracy;
+- `random-search` (paper `random-search-nas`, which `sparsetorch.create_method` also accepts as
+  its name): best of N random configurations by proxy-trained validation accuracy;
 - `dass` (paper `dass`): DARTS-style differentiable search over sparse operations of different
   sparsity levels, discretized to exactly the budget.
 """

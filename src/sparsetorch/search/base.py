@@ -3,7 +3,7 @@
 A search method is configured by a frozen dataclass (the `Method` convention) and used as::
 
     space = SparseMLPSpace(sparsity=0.9)
-    parent = space.parent(seed=0)                       # the over-parameterized, initialised net
+    parent = sparsetorch.create_model("lenet-300-100", seed=0, **space.model_config())
     outcome = SEARCHES.get("random-search")(seed=0).run(space, parent, train=train, val=val)
     outcome.config.apply(parent)                        # the found sub-network, at exactly 90%
 
@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from sparsetorch.masks import masks as attached_masks
+from sparsetorch.masks import get_masks
 from sparsetorch.methods import Method, method_registry
 from sparsetorch.search.space import SparseConfig, SparseMLPSpace
 from sparsetorch.search.train import Data, check_data
@@ -68,7 +68,7 @@ class SparseSearch(Method):
         train, val = check_data(train, "train"), check_data(val, "val")
         if train[0] is val[0] or train[0].data_ptr() == val[0].data_ptr():
             raise ValueError(f"{self.name}: val must be a split disjoint from train, got the same tensor")
-        if attached_masks(parent):
+        if get_masks(parent):
             raise ValueError(f"{self.name}: the parent already carries masks; pass the unmasked parent")
         shapes = {f: tuple(w.shape) for f, w in parent.state_dict().items() if f in space.shapes}
         if shapes != space.shapes:

@@ -36,6 +36,9 @@ is ours (DASS fixes one pruning ratio per op, which our budget-constrained discr
 the final weight positions are random rather than the supernet's. DARTS' optimizer defaults are
 kept (weights SGD lr 0.025, momentum 0.9, wd 3e-4; architecture Adam lr 3e-4, betas (0.5, 0.999),
 wd 1e-3; alpha initialised as 1e-3 * N(0, 1)); batch 64.
+
+The weight steps run on `training.loop.train_steps`; the architecture step is its `on_step` callback
+(a second optimizer stepped once per weight step), so the bilevel search has no loop of its own.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from sparsetorch.methods import MethodConfig
 from sparsetorch.search.base import SEARCHES, SearchOutcome, SparseSearch, fresh_copy
 from sparsetorch.search.space import SparseMLPSpace
 from sparsetorch.search.train import Data
+from sparsetorch.training.loop import Loss, Step, epoch_batches, train_steps
 
 __all__ = ["Dass", "DassConfig", "candidate_counts", "discretize", "magnitude_masks", "soft_mask"]
 
@@ -151,78 +155,115 @@ class Dass(SparseSearch):
         cfg = self.config
         gen = torch.Generator().manual_seed(cfg.seed)
         counts = candidate_counts(space, cfg.multipliers)
-        fqns = list(space.shapes)
         net = fresh_copy(parent)
-        params = dict(net.named_parameters())
-        alphas = {f: (1e-3 * torch.randn(len(cfg.multipliers), generator=gen)).requires_grad_() for f in fqns}
+        alphas = {
+            f: (1e-3 * torch.randn(len(cfg.multipliers), generator=gen)).requires_grad_()
+            for f in space.shapes
+        }
         w_opt = torch.optim.SGD(
             net.parameters(), lr=cfg.weight_lr, momentum=cfg.weight_momentum, weight_decay=cfg.weight_decay
         )
         w_sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, cfg.search_steps)
-        a_opt = torch.optim.Adam(
-            list(alphas.values()), lr=cfg.arch_lr, betas=(0.5, 0.999), weight_decay=cfg.arch_weight_decay
-        )
-        n = {f: torch.tensor(counts[f], dtype=torch.float32) for f in fqns}
-
-        stacks: dict[str, Tensor] = {}
-
-        def forward(x: Tensor, probs: dict[str, Tensor], *, weights_fixed: bool = False) -> Tensor:
-            w = {f: params[f].detach() if weights_fixed else params[f] for f in fqns}
-            # (K,) . (K, out, in) -> (out, in): the mixed operation's effective mask
-            masked = {f: w[f] * torch.tensordot(probs[f], stacks[f], dims=1) for f in fqns}
-            return functional_call(net, masked, (x,))
-
-        def batches(data: Data):
-            x, y = data
-            while True:
-                for index in torch.randperm(len(x), generator=gen).split(cfg.batch_size):
-                    yield x[index], y[index]
-
-        train_batches, val_batches = batches(train_data), batches(val)
+        arch = _ArchStep(self.config, space, net, alphas, counts, gen, val)
         net.train()
-        arch_steps, expected = 0, []
-        for step in range(cfg.search_steps):
-            if step % cfg.mask_interval == 0:  # the pruning step: re-rank the candidates' weights
-                stacks = {f: magnitude_masks(params[f], counts[f]) for f in fqns}
-            # Weight step on a training batch, the architecture held fixed.
-            x, y = next(train_batches)
-            probs = {f: alphas[f].detach().softmax(0) for f in fqns}
-            loss = F.cross_entropy(forward(x, probs), y)
-            w_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            w_opt.step()
-            w_sched.step()
-            if step < cfg.warmup_steps:
-                continue
-            # Architecture step on a validation batch (first-order: the weights are taken as optimal).
-            x, y = next(val_batches)
-            probs = {f: alphas[f].softmax(0) for f in fqns}
-            nonzeros = sum((probs[f] * n[f]).sum() for f in fqns)
-            loss = F.cross_entropy(forward(x, probs, weights_fixed=True), y)
-            loss = loss + cfg.budget_penalty * (nonzeros / space.budget - 1.0) ** 2
-            a_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            a_opt.step()
-            arch_steps += 1
-            expected.append(float(nonzeros.detach()) / space.budget)
-
+        # The weight steps run on the substrate; the architecture step (first-order DARTS: one Adam
+        # step of alpha on a validation batch) is an `on_step` callback, so bilevel needs no own loop.
+        train_steps(
+            net,
+            w_opt,
+            epoch_batches(len(train_data[0]), cfg.batch_size, gen),
+            arch.weight_loss(train_data),
+            steps=cfg.search_steps,
+            on_step=[lambda step: w_sched.step(), arch],
+        )
         final = discretize(space, {f: a.detach() for f, a in alphas.items()}, counts)
         config = space.build(nodes=space.full_nodes(), counts=final, generator=gen)
-        # Score: the trained supernet with hard magnitude masks at the discretized counts.
-        with torch.no_grad():
-            hard = {
-                f: params[f] * soft_mask(params[f], [c], torch.ones(1))
-                for f, c in zip(fqns, final, strict=True)
-            }
-            net.eval()
-            logits = torch.cat([functional_call(net, hard, (xb,)) for xb in val[0].split(1000)])
-            score = float((logits.argmax(-1) == val[1]).float().mean())
         history = {
-            "probabilities": {f: alphas[f].detach().softmax(0).tolist() for f in fqns},
+            "probabilities": {f: alphas[f].detach().softmax(0).tolist() for f in space.shapes},
             "candidate_counts": counts,
-            "chosen_multipliers": [cfg.multipliers[int(alphas[f].argmax())] for f in fqns],
+            "chosen_multipliers": [cfg.multipliers[int(alphas[f].argmax())] for f in space.shapes],
             "counts": final,
-            "arch_steps": arch_steps,
-            "expected_nonzeros_ratio": expected,
+            "arch_steps": arch.steps,
+            "expected_nonzeros_ratio": arch.expected,
         }
-        return SearchOutcome(config=config, score=score, history=history)
+        return SearchOutcome(config=config, score=arch.score(final), history=history)
+
+
+class _ArchStep:
+    """The supernet's mixed operation, and the architecture step run after every weight step."""
+
+    def __init__(
+        self,
+        cfg: DassConfig,
+        space: SparseMLPSpace,
+        net: nn.Module,
+        alphas: dict[str, Tensor],
+        counts: dict[str, list[int]],
+        gen: torch.Generator,
+        val: Data,
+    ) -> None:
+        self.cfg, self.space, self.net, self.alphas, self.counts, self.val = (
+            cfg,
+            space,
+            net,
+            alphas,
+            counts,
+            val,
+        )
+        self.fqns = list(space.shapes)
+        self.params = dict(net.named_parameters())
+        self.n = {f: torch.tensor(counts[f], dtype=torch.float32) for f in self.fqns}
+        self.opt = torch.optim.Adam(
+            list(alphas.values()), lr=cfg.arch_lr, betas=(0.5, 0.999), weight_decay=cfg.arch_weight_decay
+        )
+        self.val_batches = epoch_batches(len(val[0]), cfg.batch_size, gen)
+        self.steps, self.expected = 0, []
+        self.rerank()
+
+    def rerank(self) -> None:
+        """The pruning step: re-rank the candidates' magnitude masks from the current weights."""
+        self.stacks = {f: magnitude_masks(self.params[f], self.counts[f]) for f in self.fqns}
+
+    def forward(self, x: Tensor, probs: dict[str, Tensor], *, weights_fixed: bool = False) -> Tensor:
+        w = {f: self.params[f].detach() if weights_fixed else self.params[f] for f in self.fqns}
+        # (K,) . (K, out, in) -> (out, in): the mixed operation's effective mask
+        masked = {f: w[f] * torch.tensordot(probs[f], self.stacks[f], dims=1) for f in self.fqns}
+        return functional_call(self.net, masked, (x,))
+
+    def weight_loss(self, data: Data):
+        """The weight step's loss on a training batch, the architecture held fixed."""
+        x, y = data
+
+        def loss_fn(net: nn.Module, index: Tensor) -> Loss:
+            probs = {f: self.alphas[f].detach().softmax(0) for f in self.fqns}
+            return Loss(F.cross_entropy(self.forward(x[index], probs), y[index]))
+
+        return loss_fn
+
+    def __call__(self, step: Step) -> None:
+        if step.index >= self.cfg.warmup_steps:  # after warmup: one alpha step on a validation batch
+            index = next(self.val_batches)
+            x, y = self.val[0][index], self.val[1][index]
+            probs = {f: self.alphas[f].softmax(0) for f in self.fqns}
+            nonzeros = sum((probs[f] * self.n[f]).sum() for f in self.fqns)
+            loss = F.cross_entropy(self.forward(x, probs, weights_fixed=True), y)
+            loss = loss + self.cfg.budget_penalty * (nonzeros / self.space.budget - 1.0) ** 2
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.steps += 1
+            self.expected.append(float(nonzeros.detach()) / self.space.budget)
+        if (step.index + 1) % self.cfg.mask_interval == 0:
+            self.rerank()  # before the next weight step, as DASS alternates pruning and training
+
+    @torch.no_grad()
+    def score(self, final: list[int]) -> float:
+        """Validation accuracy of the trained supernet with hard magnitude masks at the discretized counts."""
+        params = self.params
+        hard = {
+            f: params[f] * soft_mask(params[f], [c], torch.ones(1))
+            for f, c in zip(self.fqns, final, strict=True)
+        }
+        self.net.eval()
+        logits = torch.cat([functional_call(self.net, hard, (xb,)) for xb in self.val[0].split(1000)])
+        return float((logits.argmax(-1) == self.val[1]).float().mean())

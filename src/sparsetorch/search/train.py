@@ -1,10 +1,11 @@
-"""Training and evaluation helpers shared by the architecture searches and their reproductions.
+"""Training helpers shared by the architecture searches and their reproductions, on the substrate.
 
 One recipe for every arm of a comparison (proxy training during a search, the final training of a
 found or a random configuration, the dense parent): SGD with momentum 0.9, weight decay 5e-4, a
 cosine learning rate from `lr` to 0 over the run, batch 128, shuffled by a seeded generator; the
 same recipe as `sparsetorch.papers.fashion_runs`. Masks attached with `SparseConfig.apply` stay
-enforced (the effective weight is `where(mask, w, 0)`).
+enforced (the effective weight is `where(mask, w, 0)`). `train` runs `training.loop.train_steps`;
+`evaluate` is the one classification evaluation, `training.evaluate`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparsetorch._checks import check_int
-from sparsetorch.evaluation import classification_metrics
+from sparsetorch.training.fit import evaluate
+from sparsetorch.training.loop import Loss, check_finite, epoch_batches, train_steps
 
 if TYPE_CHECKING:
     from sparsetorch.search.space import SparseConfig
@@ -63,13 +65,6 @@ def split_validation(data: Data, *, val_size: int, seed: int = 0) -> tuple[Data,
     return (x[tr], y[tr]), (x[val], y[val])
 
 
-def evaluate(model: nn.Module, data: Data) -> dict[str, float]:
-    """Accuracy and mean cross-entropy of `model` on `data` (no gradients)."""
-    x, y = check_data(data, "data")
-    with torch.no_grad():
-        return classification_metrics(model, x, y)
-
-
 def train(
     model: nn.Module,
     data: Data,
@@ -91,33 +86,36 @@ def train(
 
     Returns:
         The validation accuracies at `eval_at`, in order (empty without `eval_at`).
+
+    Raises:
+        RuntimeError: the loss became non-finite.
     """
     x, y = check_data(data, "data")
     check_int("steps", steps)
     if eval_at and val is None:
         raise ValueError("eval_at needs val data")
-    marks = set(eval_at)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    shuffle = torch.Generator().manual_seed(seed)
-    batches: list[Tensor] = []
     curve: list[float] = []
+
+    def loss_fn(model: nn.Module, index: Tensor) -> Loss:
+        return Loss(F.cross_entropy(model(x[index]), y[index]))
+
+    def record(steps_done: int, model: nn.Module) -> None:
+        assert val is not None
+        curve.append(evaluate(model, val)["accuracy"])
+
     model.train()
-    for step in range(1, steps + 1):
-        if not batches:
-            batches = list(torch.randperm(len(x), generator=shuffle).split(batch_size))
-        index = batches.pop(0)
-        loss = F.cross_entropy(model(x[index]), y[index])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        schedule.step()
-        if step in marks:
-            assert val is not None
-            curve.append(evaluate(model, val)["accuracy"])
-            model.train()
-        if not math.isfinite(loss.item()):
-            raise RuntimeError(f"training diverged at step {step} (loss {loss.item()})")
+    train_steps(
+        model,
+        opt,
+        epoch_batches(len(x), batch_size, torch.Generator().manual_seed(seed)),
+        loss_fn,
+        steps=steps,
+        on_step=[lambda step: schedule.step(), check_finite],
+        on_eval=record if eval_at else None,
+        eval_at=eval_at,
+    )
     return curve
 
 

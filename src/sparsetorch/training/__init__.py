@@ -1,7 +1,7 @@
 """Training sparse networks: masks learned (or fixed) while training.
 
 Every method follows `torch.ao.pruning`'s verbs (see `base`): `prepare(model, optimizer)`, then
-`step()` after each `optimizer.step()`, then `squash()`. Registered methods (`TRAINERS`):
+`step()` after each `optimizer.step()`, then `finish()`. Registered methods (`TRAINERS`):
 
 - `gmp`: gradual magnitude pruning on the cubic schedule (Zhu & Gupta 2017);
 - `granet`: gradual pruning with zero-cost neuroregeneration (Liu et al. 2021);
@@ -29,7 +29,9 @@ Every method follows `torch.ao.pruning`'s verbs (see `base`): `prepare(model, op
 `sparse_model_soups` (`soups`) is a driver rather than a registered method: IMP cycles whose
 retraining runs share one mask and are averaged (Zimmer et al. 2023).
 
-`fit` and `evaluate` are a minimal loop for the bench and the paper reproductions.
+`fit` / `evaluate` (classification) and `fit_lm` / `evaluate_lm` (language models) run on the one
+training substrate, `loop.train_steps`, whose `on_step` / `on_eval` callbacks are where sparse
+methods, routers, monitors and paper reproductions hook in.
 """
 
 from sparsetorch.training import (  # noqa: F401  (fill the registry)
@@ -42,9 +44,9 @@ from sparsetorch.training import (  # noqa: F401  (fill the registry)
     imp,
     random_pruning,
     rigl,
-    set_,
     snip,
-    srste,
+    sparse_evolutionary,
+    sr_ste,
     synflow,
     turbo_vbi,
     wgsef,
@@ -53,6 +55,8 @@ from sparsetorch.training.base import TRAINERS, SparseTrainingMethod
 from sparsetorch.training.config import ScheduledConfig, TrainingConfig
 from sparsetorch.training.dst import DynamicSparseConfig, DynamicSparseMethod
 from sparsetorch.training.fit import evaluate, fit
+from sparsetorch.training.lm import evaluate_lm, fit_lm
+from sparsetorch.training.loop import Loss, Step, TrainLog, train_steps
 from sparsetorch.training.nm import NMFromScratch
 from sparsetorch.training.ops import MaskUpdate, drop_and_grow, keep_highest, keep_top, reset_optimizer_state
 from sparsetorch.training.pai import PruneAtInit
@@ -64,23 +68,29 @@ __all__ = [
     "TRAINERS",
     "DynamicSparseConfig",
     "DynamicSparseMethod",
+    "Loss",
     "MaskUpdate",
     "NMFromScratch",
     "PruneAtInit",
     "ScheduledConfig",
     "SparseTrainingMethod",
     "SparseWide",
+    "Step",
+    "TrainLog",
     "TrainingConfig",
     "cosine_decay",
     "cubic",
     "drop_and_grow",
     "evaluate",
+    "evaluate_lm",
     "fit",
+    "fit_lm",
     "iso_flop_method",
     "keep_highest",
     "keep_top",
     "reset_optimizer_state",
     "sparse_model_soups",
     "sparse_wide",
+    "train_steps",
     "width_multiplier",
 ]

@@ -9,7 +9,7 @@ Every training method is used the same way::
         optimizer.step()
         m.step()                                    # after optimizer.step()
         optimizer.zero_grad()
-    m.squash()                                      # plain weights again
+    m.finish()                                      # plain weights again
 
 Conventions every method inherits:
 
@@ -36,12 +36,15 @@ Conventions every method inherits:
   floating-point rounding differ. Call `prepare` on the unwrapped model before wrapping it in DDP.
 
 A subclass implements at most these hooks: `check`, `initial_masks`, `is_update_step`,
-`update_masks`, `grown_values`.
+`update_masks`, `grown_values`, `parametrization`; it sets class flags (`grows`, `trains_pruned`)
+instead of overriding the base's internals, and reads its state through `owners`,
+`effective_weights()`, `finished` and `remove_at_finish(handle)`.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
@@ -49,7 +52,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from sparsetorch.masks import Mask, attach, named_weights, resolve_targets
+from sparsetorch.masks import Mask, attach, mask_of, named_weights, resolve_targets, stored
 from sparsetorch.methods import Method, MethodConfig, method_registry
 from sparsetorch.patterns import Pattern, Unstructured, check, n_pruned, parse_pattern
 from sparsetorch.training.config import ScheduledConfig, TrainingConfig
@@ -67,12 +70,17 @@ class SparseTrainingMethod(Method):
         patterns: pattern types the method supports.
         distributions: the `distribution` values it accepts.
         grows: it reads the gradient of the effective weight at update steps.
+        trains_pruned: pruned weights keep their stored values and optimizer state and go on
+            training through a straight-through mask (`parametrization`); a mask update swaps the
+            mask buffers in place (SR-STE, BDWP). Otherwise pruned weights and their optimizer
+            state are zeroed at every update and grown ones start at `grown_values`.
     """
 
     Config: ClassVar[type[MethodConfig]] = TrainingConfig
     patterns: ClassVar[tuple[type, ...]] = (Unstructured,)
     distributions: ClassVar[tuple[str, ...]] = ("uniform", "erk")
     grows: ClassVar[bool] = False
+    trains_pruned: ClassVar[bool] = False
 
     def __init__(self, config: MethodConfig | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
@@ -91,13 +99,14 @@ class SparseTrainingMethod(Method):
         self.step_count = 0
         self.generator = torch.Generator().manual_seed(self.config.seed)
         self.stats = {"updates": 0, "update_seconds": 0.0}
-        self._modules: dict[str, tuple[nn.Module, str]] = {}
+        # {target fqn: (owning module, tensor name)}, set by `prepare`.
+        self.owners: dict[str, tuple[nn.Module, str]] = {}
         self._grads: dict[str, Tensor] = {}
         self._capturing = False
         self._handles: list[Any] = []
         self._optimizer_steps = 0
         self._seen_steps = 0
-        self._squashed = False
+        self._finished = False
 
     # --- hooks ------------------------------------------------------------------------------
 
@@ -122,6 +131,10 @@ class SparseTrainingMethod(Method):
     def grown_values(self, fqn: str, weight: Tensor, grown: Tensor) -> Tensor:
         """Values of newly grown weights (read where `grown`); zero, the RigL/SET rule."""
         return torch.zeros_like(weight)
+
+    def parametrization(self, fqn: str, mask: Tensor) -> Mask:
+        """The mask parametrization put on target `fqn` when `trains_pruned` (a straight-through one)."""
+        return Mask(mask, self.pattern)
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -158,7 +171,7 @@ class SparseTrainingMethod(Method):
             raise ValueError(f"{self.name}: no target weights in {type(model).__name__}")
         lookup = {fqn: (module, name) for fqn, module, name in named_weights(model)}
         modules = {f: lookup[f] for f in fqns}
-        params = {f: _original(*modules[f]) for f in fqns}
+        params = {f: stored(*modules[f]) for f in fqns}
         covered = {id(p) for group in optimizer.param_groups for p in group["params"]}
         missing = [f for f in fqns if id(params[f]) not in covered]
         if missing:
@@ -189,16 +202,16 @@ class SparseTrainingMethod(Method):
                     f"{self.name}: the schedule ends (step {self.end}) before it starts ({self.start})"
                 )
         self.total_steps = total_steps
-        self.targets, self._modules = fqns, modules
+        self.targets, self.owners = fqns, modules
         self.check(shapes)
 
         self.model, self.optimizer = model, optimizer
-        self._apply(self.initial_masks(self._weights()), step=0)
+        self._set_masks(self.initial_masks(self.effective_weights()), step=0)
         if self.grows:
             for f in fqns:
                 module, name = modules[f]
-                self._handles.append(_mask_of(module, name).register_forward_hook(self._capture_hook(f)))
-        self._handles.append(optimizer.register_step_post_hook(self._count_optimizer_step))
+                self.remove_at_finish(mask_of(module, name).register_forward_hook(self._capture_hook(f)))
+        self.remove_at_finish(optimizer.register_step_post_hook(self._count_optimizer_step))
         self._capturing = self.grows and self.is_update_step(1)
         return model
 
@@ -209,13 +222,13 @@ class SparseTrainingMethod(Method):
             True if the masks were updated.
 
         Raises:
-            RuntimeError: called before `prepare` or after `squash`, more than one optimizer step
+            RuntimeError: called before `prepare` or after `finish`, more than one optimizer step
                 since the last call, a missing growth gradient, or a sparsity that misses its target.
         """
         if self.model is None:
             raise RuntimeError(f"{self.name}: step() called before prepare(model, optimizer)")
-        if self._squashed:
-            raise RuntimeError(f"{self.name}: step() called after squash(); the masks are gone")
+        if self._finished:
+            raise RuntimeError(f"{self.name}: step() called after finish(); the masks are gone")
         taken = self._optimizer_steps - self._seen_steps
         if taken == 0:
             return False  # no optimizer step since the last call (a micro-batch, or a skipped step)
@@ -241,8 +254,8 @@ class SparseTrainingMethod(Method):
             began = time.perf_counter()
             with torch.no_grad():
                 current = {f: m.clone() for f, m in self.masks.items()}
-                update = self.update_masks(self.step_count, self._weights(), current, grads)
-            self._apply(update, step=self.step_count)
+                update = self.update_masks(self.step_count, self.effective_weights(), current, grads)
+            self._set_masks(update, step=self.step_count)
             self.stats["updates"] += 1
             self.stats["update_seconds"] += time.perf_counter() - began
             updated = True
@@ -250,25 +263,47 @@ class SparseTrainingMethod(Method):
         self._capturing = self.grows and self.is_update_step(self.step_count + 1)
         return updated
 
-    def squash(self) -> nn.Module:
-        """Bake the masks into the targets' weights, remove the parametrizations and the hooks."""
+    def finish(self) -> nn.Module:
+        """End training: bake the masks into the targets' weights (`masks.squash` on the targets),
+        remove the parametrizations and the hooks; returns the model."""
         if self.model is None:
-            raise RuntimeError(f"{self.name}: squash() called before prepare(model, optimizer)")
+            raise RuntimeError(f"{self.name}: finish() called before prepare(model, optimizer)")
         self._remove_hooks()
-        for module, name in self._modules.values():
-            if _mask_of(module, name) is not None:
+        for module, name in self.owners.values():
+            if mask_of(module, name) is not None:
                 parametrize.remove_parametrizations(module, name, leave_parametrized=True)
-        self._squashed = True
+        self._finished = True
         return self.model
+
+    def squash(self) -> nn.Module:
+        """Deprecated alias of `finish` (`squash` means `masks.squash`)."""
+        warnings.warn(
+            f"{type(self).__name__}.squash() is deprecated: call finish()", DeprecationWarning, stacklevel=2
+        )
+        return self.finish()
+
+    @property
+    def finished(self) -> bool:
+        """Whether `finish` was called (the masks are baked in and gone)."""
+        return self._finished
+
+    def remove_at_finish(self, handle: Any) -> None:
+        """Keep a hook handle (module, tensor or optimizer hook) to remove at `finish`."""
+        self._handles.append(handle)
+
+    def effective_weights(self) -> dict[str, Tensor]:
+        """`{fqn: the effective (masked) weight}` of the targets, detached."""
+        with torch.no_grad():
+            return {f: getattr(module, name).detach() for f, (module, name) in self.owners.items()}
 
     # --- state ------------------------------------------------------------------------------
 
     @property
     def masks(self) -> dict[str, Tensor]:
-        """`{fqn: bool mask}` of the targets (the live buffers); empty after `squash`."""
-        if self._squashed:
+        """`{fqn: bool mask}` of the targets (the live buffers); empty after `finish`."""
+        if self._finished:
             return {}
-        return {f: _mask_of(module, name).mask for f, (module, name) in self._modules.items()}
+        return {f: mask_of(module, name).mask for f, (module, name) in self.owners.items()}
 
     @property
     def sparsity(self) -> float:
@@ -309,28 +344,41 @@ class SparseTrainingMethod(Method):
 
     # --- internals --------------------------------------------------------------------------
 
-    def _weights(self) -> dict[str, Tensor]:
-        with torch.no_grad():
-            return {f: getattr(module, name).detach() for f, (module, name) in self._modules.items()}
-
-    def _apply(self, update: MaskUpdate, *, step: int) -> None:
-        """Attach `update.masks`, initialise grown weights, reset optimizer state, check sparsity."""
+    def _set_masks(self, update: MaskUpdate, *, step: int) -> None:
+        """Put `update.masks` on the targets (identical on every rank), then check the sparsity."""
         new = {f: update.masks[f].to(torch.bool) for f in self.targets}
         broadcast_masks(new, self.targets)
+        if self.trains_pruned:
+            self._swap_masks(new)
+        else:
+            self._attach_masks(new)
+        self._check_sparsity(update, step)
+
+    def _attach_masks(self, new: dict[str, Tensor]) -> None:
+        """Attach the masks, initialise grown weights, reset the optimizer state of grown and pruned ones."""
         old = {}
-        for f, (module, name) in self._modules.items():
-            existing = _mask_of(module, name)
+        for f, (module, name) in self.owners.items():
+            existing = mask_of(module, name)
             old[f] = existing.mask.clone() if existing is not None else torch.ones_like(new[f])
         attach(self.model, new, patterns=dict.fromkeys(self.targets, self.pattern))
         with torch.no_grad():
-            for f, (module, name) in self._modules.items():
+            for f, (module, name) in self.owners.items():
                 grown = new[f] & ~old[f]
-                original = _original(module, name)
+                original = stored(module, name)
                 if grown.any():
                     values = self.grown_values(f, original.detach(), grown)
                     original.copy_(torch.where(grown, values.to(original.dtype), original))
                 reset_optimizer_state(self.optimizer, original, grown | ~new[f])
-        self._check_sparsity(update, step)
+
+    def _swap_masks(self, new: dict[str, Tensor]) -> None:
+        """`trains_pruned`: swap the mask buffers in place; stored weights and optimizer state stay."""
+        for f, (module, name) in self.owners.items():
+            existing = mask_of(module, name)
+            if existing is None:
+                mask = new[f].to(getattr(module, name).device)
+                parametrize.register_parametrization(module, name, self.parametrization(f, mask), unsafe=True)
+            else:
+                existing.mask.copy_(new[f])
 
     def _check_sparsity(self, update: MaskUpdate, step: int) -> None:
         masks = self.masks
@@ -369,17 +417,3 @@ class SparseTrainingMethod(Method):
         self._handles = []
         self._capturing = False
         self._grads = {}
-
-
-def _mask_of(module: nn.Module, name: str) -> Mask | None:
-    """The `Mask` parametrization on `module.<name>`, if any."""
-    if not parametrize.is_parametrized(module, name):
-        return None
-    return next((p for p in module.parametrizations[name] if isinstance(p, Mask)), None)
-
-
-def _original(module: nn.Module, name: str) -> Tensor:
-    """The stored parameter: `parametrizations.<name>.original` if masked, else the parameter."""
-    if parametrize.is_parametrized(module, name):
-        return module.parametrizations[name].original
-    return getattr(module, name)

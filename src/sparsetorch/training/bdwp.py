@@ -41,10 +41,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from sparsetorch.masks import Mask
+from sparsetorch.masks import Mask, mask_of, stored
 from sparsetorch.patterns import NM, Pattern, check
-from sparsetorch.training.base import TRAINERS, _mask_of
+from sparsetorch.training.base import TRAINERS
 from sparsetorch.training.nm import NMConfig, NMFromScratch, StraightThroughMask, nm_mask
+from sparsetorch.training.ops import MaskUpdate
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,7 @@ class BDWP(NMFromScratch):
 
     def check(self, shapes: dict[str, torch.Size]) -> None:
         super().check(shapes)
-        for f, (module, name) in self._modules.items():
+        for f, (module, name) in self.owners.items():
             if name != "weight" or not isinstance(module, nn.Linear | nn.Conv1d | nn.Conv2d | nn.Conv3d):
                 raise ValueError(
                     f"{self.name}: target {f} is incompatible: BDWP prunes the weights of Linear and "
@@ -115,13 +116,18 @@ class BDWP(NMFromScratch):
             # The backward pass groups m consecutive outputs: the transposed weight must tile.
             check((shapes[f][1], shapes[f][0], *shapes[f][2:]), self.pattern, name=f"{f} (transposed)")
 
-    def parametrization(self, fqn: str, mask: Tensor, pattern: Pattern) -> Mask:
-        module, name = self._modules[fqn]
-        return BidirectionalMask(mask, pattern, backward_nm_mask(getattr(module, name), self.pattern))
+    def parametrization(self, fqn: str, mask: Tensor) -> Mask:
+        module, name = self.owners[fqn]
+        return BidirectionalMask(mask, self.pattern, backward_nm_mask(stored(module, name), self.pattern))
 
-    def refresh(self, fqn: str, module: nn.Module, name: str) -> None:
-        mask = _mask_of(module, name)
-        mask.backward_mask.copy_(backward_nm_mask(module.parametrizations[name].original, self.pattern))
+    def update_masks(
+        self, step: int, weights: dict[str, Tensor], masks: dict[str, Tensor], grads: dict[str, Tensor]
+    ) -> MaskUpdate:
+        """The forward N:M masks (`NMFromScratch`); the backward masks are recomputed here too, from
+        the same dense weights (they depend on nothing else)."""
+        for module, name in self.owners.values():
+            mask_of(module, name).backward_mask.copy_(backward_nm_mask(stored(module, name), self.pattern))
+        return super().update_masks(step, weights, masks, grads)
 
     def prepare(
         self,
@@ -134,8 +140,8 @@ class BDWP(NMFromScratch):
     ) -> nn.Module:
         """`NMFromScratch.prepare`, plus the forward hooks that make the backward pass read `W_B`."""
         model = super().prepare(model, optimizer, targets, ignore, total_steps=total_steps)
-        for module, name in self._modules.values():
-            self._handles.append(module.register_forward_hook(self._backward_hook(module, name)))
+        for module, name in self.owners.values():
+            self.remove_at_finish(module.register_forward_hook(self._backward_hook(module, name)))
         return model
 
     def _backward_hook(self, module: nn.Module, name: str):
@@ -147,7 +153,7 @@ class BDWP(NMFromScratch):
                 return output  # no input gradient is computed: nothing to change
             if not parametrize.is_parametrized(layer, name):
                 return output
-            mask = _mask_of(layer, name)
+            mask = mask_of(layer, name)
             with torch.no_grad():
                 original = layer.parametrizations[name].original
                 zero = original.new_zeros(())

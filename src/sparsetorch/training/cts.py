@@ -50,6 +50,7 @@ Deviations and assumptions:
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,7 @@ from torch.func import functional_call
 
 from sparsetorch._checks import check_int, check_number
 from sparsetorch.training.base import TRAINERS
+from sparsetorch.training.loop import Loss, Step, train_steps
 from sparsetorch.training.ops import MaskUpdate, keep_highest
 from sparsetorch.training.pai import PaIConfig, PruneAtInit
 
@@ -184,6 +186,16 @@ def _search_mode(model: nn.Module) -> None:
             module.train()
 
 
+def _calibration_batches(inputs: Tensor, batch: int, generator: torch.Generator) -> Iterator[Tensor]:
+    """Batches of `batch` calibration inputs in seeded epochs; an epoch's incomplete tail is skipped."""
+    order, cursor = torch.randperm(len(inputs), generator=generator), 0
+    while True:
+        if cursor + batch > len(inputs):  # a new epoch over the calibration data
+            order, cursor = torch.randperm(len(inputs), generator=generator), 0
+        yield inputs[order[cursor : cursor + batch].to(inputs.device)]
+        cursor += batch
+
+
 def concrete_ticket_search(
     model: nn.Module,
     params: dict[str, Tensor],
@@ -213,38 +225,36 @@ def concrete_ticket_search(
     }
     optimizer = torch.optim.Adam(logits.values(), lr=config.lr)
     decay_step = math.ceil(config.decay_at * config.iterations)
-    batch = min(config.batch_size, len(inputs))
-    order = torch.randperm(len(inputs), generator=generator)
-    cursor, lam = 0, None
-    for t in range(1, config.iterations + 1):
-        if cursor + batch > len(inputs):  # a new epoch over the calibration data
-            order, cursor = torch.randperm(len(inputs), generator=generator), 0
-        x = inputs[order[cursor : cursor + batch].to(inputs.device)]
-        cursor += batch
+    lam: list[float | None] = [None]
+
+    def loss_fn(model: nn.Module, x: Tensor) -> Loss:
         with torch.no_grad():
             dense = model(x)
         gates = concrete_gates(logits, temperature=config.temperature, generator=generator)
         sparse = functional_call(
             model, {f: weights[f] * gates[f].to(weights[f].dtype) for f in weights}, (x,)
         )
-        loss = _LOSS_SCALE * divergence(sparse.float(), dense.float(), objective=config.objective)
-        task = torch.autograd.grad(loss, list(logits.values()), allow_unused=True)
-        task = {
-            f: torch.zeros_like(a) if g is None else g for (f, a), g in zip(logits.items(), task, strict=True)
-        }
-        grads, lam = grad_balance(task, logits, budget=budget, lam=lam, smoothing=config.smoothing)
+        return Loss(_LOSS_SCALE * divergence(sparse.float(), dense.float(), objective=config.objective))
+
+    def balance(model: nn.Module) -> None:  # GradBalance: the budget term written into the logits' grads
+        task = {f: torch.zeros_like(a) if a.grad is None else a.grad for f, a in logits.items()}
+        grads, lam[0] = grad_balance(task, logits, budget=budget, lam=lam[0], smoothing=config.smoothing)
         for f, alpha in logits.items():
             alpha.grad = grads[f]
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+
+    def record(step: Step) -> None:
+        t = step.index + 1
         if t == decay_step and t < config.iterations:
             for group in optimizer.param_groups:
                 group["lr"] *= _LR_DECAY
         with torch.no_grad():
             expected = sum(float(torch.sigmoid(a).double().sum()) for a in logits.values())
         history["expected_density"].append(expected / n)
-        history["lambda"].append(lam)
-        history["loss"].append(float(loss.detach()) / _LOSS_SCALE)
+        history["lambda"].append(lam[0])
+        history["loss"].append(step.loss / _LOSS_SCALE)
+
+    batches = _calibration_batches(inputs, min(config.batch_size, len(inputs)), generator)
+    train_steps(model, optimizer, batches, loss_fn, steps=config.iterations, on_grads=balance, on_step=record)
     if not all(bool(torch.isfinite(a).all()) for a in logits.values()):
         raise RuntimeError("cts: the mask logits diverged (non-finite); lower lr or check the model")
     scores = {f: a.detach().float() for f, a in logits.items()}

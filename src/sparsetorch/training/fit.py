@@ -1,16 +1,16 @@
-"""`fit` and `evaluate`: a minimal classification training loop for the bench and the papers.
+"""`fit` and `evaluate`: classification on the training substrate (`training.loop.train_steps`).
 
 Not a framework: one model, in-memory tensors, cross-entropy, SGD/Adam/AdamW with an optional
 cosine learning-rate schedule, a sparse-training method stepped after every optimizer step, and a
-rich progress bar. Anything else belongs in the caller's own loop, which `SparseTrainingMethod`
-supports directly.
+rich progress bar. Anything else hooks in through `on_step` / `on_eval` (see `training.loop`), or
+calls `train_steps` with its own `loss_fn`.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -19,22 +19,31 @@ from torch import Tensor, nn
 
 from sparsetorch.evaluation import classification_metrics
 from sparsetorch.training.base import TRAINERS, SparseTrainingMethod
+from sparsetorch.training.loop import Loss, OnEval, OnStep, Step, epoch_batches, train_steps
+
+__all__ = ["OPTIMIZERS", "Data", "build_optimizer", "evaluate", "fit", "progress_bar", "tensors"]
 
 Data = Any  # a TensorDataset, or an (inputs, labels) pair of tensors
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
-def _tensors(data: Data, what: str) -> tuple[Tensor, Tensor]:
-    tensors = getattr(data, "tensors", data)
+def tensors(data: Data, what: str = "data") -> tuple[Tensor, Tensor]:
+    """`(inputs, labels)` of a `TensorDataset` or a pair of tensors, of the same non-zero length.
+
+    Raises:
+        TypeError: `data` is neither.
+        ValueError: empty, or inputs and labels of different lengths.
+    """
+    found = getattr(data, "tensors", data)
     if (
-        not isinstance(tensors, tuple | list)
-        or len(tensors) < 2
-        or not all(isinstance(t, Tensor) for t in tensors[:2])
+        not isinstance(found, tuple | list)
+        or len(found) < 2
+        or not all(isinstance(t, Tensor) for t in found[:2])
     ):
         raise TypeError(
             f"{what} must be a TensorDataset or an (inputs, labels) pair, got {type(data).__name__}"
         )
-    x, y = tensors[0], tensors[1]
+    x, y = found[0], found[1]
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(
             f"{what}: need the same non-zero number of inputs and labels, got {len(x)} and {len(y)}"
@@ -42,14 +51,15 @@ def _tensors(data: Data, what: str) -> tuple[Tensor, Tensor]:
     return x, y
 
 
-def _optimizer(
+def build_optimizer(
     spec: str | Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer],
     model: nn.Module,
     *,
     lr: float,
-    momentum: float,
-    weight_decay: float,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
 ) -> torch.optim.Optimizer:
+    """The optimizer `spec` names ("sgd" with `momentum`, "adam", "adamw") over `model`, or `spec(params)`."""
     if callable(spec):
         return spec(model.parameters())
     if spec == "sgd":
@@ -62,10 +72,54 @@ def _optimizer(
 
 
 def evaluate(model: nn.Module, data: Data, *, batch_size: int = 1000) -> dict[str, float]:
-    """Accuracy and mean cross-entropy of `model` on `data` (see `evaluation.classification_metrics`)."""
-    x, y = _tensors(data, "data")
+    """Accuracy and mean cross-entropy of `model` on `data`: the one classification evaluation."""
+    x, y = tensors(data, "data")
     device = next(model.parameters()).device
     return classification_metrics(model, x.to(device), y.to(device), batch_size=batch_size)
+
+
+def progress_bar(enabled: bool, *fields: str):
+    """A rich progress bar (description, bar, count, elapsed time, then `fields` as text columns)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    columns += [TextColumn(f) for f in fields]
+    return Progress(*columns, disable=not enabled)
+
+
+def _check_options(*, lr_schedule: str, **counts: int) -> None:
+    for label, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{label} must be a positive integer, got {value!r}")
+    if lr_schedule not in ("cosine", "constant"):
+        raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {lr_schedule!r}")
+
+
+def _method_metrics(method: SparseTrainingMethod | None) -> dict[str, float]:
+    if method is None:
+        return {"sparsity": 0.0, "mask_updates": 0, "mask_update_seconds": 0.0}
+    stats = method.stats
+    return {
+        "sparsity": method.sparsity,
+        "mask_updates": stats["updates"],
+        "mask_update_seconds": stats["update_seconds"],
+    }
+
+
+def _classification_loss(x: Tensor, y: Tensor, device: torch.device) -> Callable[[nn.Module, Any], Loss]:
+    def loss_fn(model: nn.Module, micro: tuple[Tensor, int]) -> Loss:
+        index, examples = micro
+        # Sum over the micro-batch / examples of the step: the mean over the step.
+        loss = F.cross_entropy(model(x[index].to(device)), y[index].to(device), reduction="sum") / examples
+        return Loss(loss)
+
+    return loss_fn
+
+
+def _with_step_size(batches: Iterable[Any]):
+    for group in batches:  # each micro-batch carries the example count of its whole step
+        examples = sum(len(b) for b in group)
+        yield type(group)((index, examples) for index in group)
 
 
 def fit(
@@ -86,15 +140,18 @@ def fit(
     targets: str | Iterable[str] | None = None,
     ignore: str | Iterable[str] | None = None,
     progress: bool = True,
+    on_step: OnStep | Sequence[OnStep] = (),
+    on_eval: OnEval | Sequence[OnEval] = (),
+    eval_at: Iterable[int] = (),
 ) -> dict[str, float]:
     """Train a classifier with a sparse-training method and return its metrics.
 
     Args:
         model: the classifier; trained in place (its masks stay attached: call `method.squash()`).
         method: an unprepared `SparseTrainingMethod`, a registered name (with its defaults), or None
-            for dense training. It is prepared here with the optimizer and `total_steps`.
-        data: training data, a `TensorDataset` or `(inputs, labels)`.
-        epochs: passes over `data`.
+            for dense training. It is prepared here with the optimizer and `total_steps`, and stepped
+            after every optimizer step (before `on_step`).
+        data: training data, a `TensorDataset` or `(inputs, labels)`; epochs: passes over it.
         test: data to evaluate on after training (adds `test_accuracy`, `test_loss`).
         optimizer: "sgd" (with `momentum`), "adam", "adamw", or a callable `params -> Optimizer`.
         lr, momentum, weight_decay: optimizer settings (ignored by a callable).
@@ -104,84 +161,88 @@ def fit(
         accumulate: micro-batches per optimizer step (gradient accumulation); the loss is the mean
             over the examples of the whole step, as with one batch of `accumulate * batch_size`.
         seed: seeds the shuffling and the global RNG inside the call (restored afterwards).
-        targets, ignore: passed to `method.prepare`.
-        progress: show a rich progress bar.
+        targets, ignore: passed to `method.prepare`. progress: show a rich progress bar.
+        on_step, on_eval, eval_at: callbacks of `training.loop.train_steps`.
 
     Returns:
         `train_loss` (mean over the last epoch), `steps`, `epochs`, `seconds`, `sparsity` (of the
         method's targets; 0 when dense), `mask_updates`, `mask_update_seconds`, and with `test`
         `test_accuracy` and `test_loss`.
     """
-    for label, value in (("epochs", epochs), ("batch_size", batch_size), ("accumulate", accumulate)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{label} must be a positive integer, got {value!r}")
-    if lr_schedule not in ("cosine", "constant"):
-        raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {lr_schedule!r}")
-    x, y = _tensors(data, "data")
+    _check_options(epochs=epochs, batch_size=batch_size, accumulate=accumulate, lr_schedule=lr_schedule)
+    x, y = tensors(data, "data")
     if isinstance(method, str):
         method = TRAINERS.get(method)()
-    device = next(model.parameters()).device
     steps_per_epoch = math.ceil(math.ceil(len(x) / batch_size) / accumulate)
     total_steps = epochs * steps_per_epoch
-    opt = _optimizer(optimizer, model, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    opt = build_optimizer(optimizer, model, lr=lr, momentum=momentum, weight_decay=weight_decay)
     if method is not None:
         method.prepare(model, opt, targets, ignore, total_steps=total_steps)
-
-    def cosine(step: int) -> float:  # to 0 over the run, or over each phase the method defines (IMP)
-        position, length = method.lr_position(step) if method is not None else (step, total_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * position / length))
-
-    schedule = torch.optim.lr_scheduler.LambdaLR(opt, cosine) if lr_schedule == "cosine" else None
-    name = method.name if method is not None else "dense"
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TimeElapsedColumn(),
-    )
+    schedule = _cosine(opt, method, total_steps) if lr_schedule == "cosine" else None
+    batches = epoch_batches(len(x), batch_size, torch.Generator().manual_seed(seed), accumulate=accumulate)
     began = time.perf_counter()
-    train_loss = math.nan
-    with torch.random.fork_rng(devices=[]), Progress(*columns, disable=not progress) as bar:
-        torch.manual_seed(seed)
-        shuffle = torch.Generator().manual_seed(seed)
-        task = bar.add_task(f"{name} epoch 1/{epochs}", total=total_steps, loss=math.nan)
+    with progress_bar(progress, "loss {task.fields[loss]:.4f}") as bar:
+        monitor = _FitStep(method, schedule, bar, epochs, steps_per_epoch, len(x))
         model.train()
-        for epoch in range(epochs):
-            bar.update(task, description=f"{name} epoch {epoch + 1}/{epochs}")
-            batches = torch.randperm(len(x), generator=shuffle).split(batch_size)
-            loss_sum = 0.0
-            for first in range(0, len(batches), accumulate):
-                group = batches[first : first + accumulate]
-                examples = sum(len(b) for b in group)
-                step_loss = 0.0
-                for index in group:
-                    xb, yb = x[index].to(device), y[index].to(device)
-                    # Sum over the micro-batch / examples of the step: the mean over the step.
-                    loss = F.cross_entropy(model(xb), yb, reduction="sum") / examples
-                    loss.backward()
-                    step_loss += loss.item()
-                opt.step()
-                if method is not None:
-                    method.step()
-                opt.zero_grad(set_to_none=True)
-                if schedule is not None:
-                    schedule.step()
-                loss_sum += step_loss * examples
-                bar.update(task, advance=1, loss=step_loss)
-            train_loss = loss_sum / len(x)
+        loss_fn = _classification_loss(x, y, next(model.parameters()).device)
+        callbacks = [monitor, *(on_step if isinstance(on_step, Sequence) else [on_step])]
+        train_steps(
+            model, opt, _with_step_size(batches), loss_fn, steps=total_steps, seed=seed, on_step=callbacks,
+            on_eval=on_eval, eval_at=eval_at,
+        )  # fmt: skip
     metrics: dict[str, float] = {
-        "train_loss": train_loss,
+        "train_loss": monitor.train_loss,
         "epochs": epochs,
         "steps": total_steps,
         "seconds": time.perf_counter() - began,
-        "sparsity": method.sparsity if method is not None else 0.0,
-        "mask_updates": method.stats["updates"] if method is not None else 0,
-        "mask_update_seconds": method.stats["update_seconds"] if method is not None else 0.0,
+        **_method_metrics(method),
     }
     if test is not None:
         metrics.update({f"test_{k}": v for k, v in evaluate(model, test).items()})
     return metrics
+
+
+def _cosine(
+    opt: torch.optim.Optimizer, method: SparseTrainingMethod | None, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Cosine to 0 over the run, or over each phase the method defines (IMP's rewinding rounds)."""
+
+    def factor(step: int) -> float:
+        position, length = method.lr_position(step) if method is not None else (step, total_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * position / length))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+class _FitStep:
+    """`fit`'s own `on_step`: the method's and the schedule's step, the epoch loss, the progress bar."""
+
+    def __init__(
+        self,
+        method: SparseTrainingMethod | None,
+        schedule: torch.optim.lr_scheduler.LambdaLR | None,
+        bar: Any,
+        epochs: int,
+        steps_per_epoch: int,
+        examples: int,
+    ) -> None:
+        self.method, self.schedule, self.bar = method, schedule, bar
+        self.epochs, self.steps_per_epoch, self.examples = epochs, steps_per_epoch, examples
+        self.name = method.name if method is not None else "dense"
+        self.task = bar.add_task(
+            f"{self.name} epoch 1/{epochs}", total=epochs * steps_per_epoch, loss=math.nan
+        )
+        self.loss_sum, self.train_loss = 0.0, math.nan  # the mean over the last finished epoch
+
+    def __call__(self, step: Step) -> None:
+        if self.method is not None:
+            self.method.step()
+        if self.schedule is not None:
+            self.schedule.step()
+        self.loss_sum += step.loss * step.batch[0][1]  # the step's mean loss times its examples
+        if (step.index + 1) % self.steps_per_epoch == 0:
+            self.loss_sum, self.train_loss = 0.0, self.loss_sum / self.examples
+        epoch = min(step.index + 1, step.steps - 1) // self.steps_per_epoch + 1
+        self.bar.update(
+            self.task, advance=1, loss=step.loss, description=f"{self.name} epoch {epoch}/{self.epochs}"
+        )

@@ -161,7 +161,7 @@ class G2GNet(DynamicSparseMethod):
 
     def check(self, shapes: dict[str, torch.Size]) -> None:
         super().check(shapes)
-        for f, (module, _) in self._modules.items():
+        for f, (module, _) in self.owners.items():
             if not isinstance(module, nn.Linear | nn.Conv2d):
                 raise ValueError(
                     f"{self.name}: target {f} is a {type(module).__name__}; only Linear and Conv2d"
@@ -175,8 +175,8 @@ class G2GNet(DynamicSparseMethod):
             shape = tuple(w.shape)
             masks[f] = g2g_mask(shape, sparsity, self.config.ensembles, self.generator).to(w.device)
             pruned[f] = math.prod(shape) - int(masks[f].sum())
-        for f, (module, _) in self._modules.items():
-            self._handles.append(module.register_forward_hook(self._activation_hook(f)))
+        for f, (module, _) in self.owners.items():
+            self.remove_at_finish(module.register_forward_hook(self._activation_hook(f)))
         return MaskUpdate(masks, pruned, sparsity)
 
     def update_masks(
@@ -227,7 +227,7 @@ class G2GNet(DynamicSparseMethod):
 
     def _activation_hook(self, fqn: str):
         def on_forward(module: nn.Module, inputs: tuple[Any, ...], output: Tensor) -> None:
-            if not module.training or self._squashed or not self._capturing_now():
+            if not module.training or self.finished or not self._capturing_now():
                 return
             with torch.no_grad():
                 x, z = inputs[0].detach().float(), output.detach().float()

@@ -15,9 +15,10 @@ trained (through the straight-through gradient) and can come back; only the effe
 zero where the mask is off, and `squash` bakes the last mask in.
 
 This departs from the base's mask convention (where a pruned weight's stored value and optimizer
-state are zeroed at every update): these methods override `_apply` to swap the mask buffers in
-place instead, and attach a straight-through `Mask` parametrization. The refinement term is added
-to `original.grad` by an optimizer step pre-hook, once per optimizer step.
+state are zeroed at every update): these methods set the base's `trains_pruned` flag, so a mask
+update swaps the mask buffers in place, and their `parametrization` hook attaches a
+straight-through `Mask`. The refinement term is added to `original.grad` by an optimizer step
+pre-hook, once per optimizer step.
 """
 
 from __future__ import annotations
@@ -31,11 +32,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from sparsetorch.masks import Mask
-from sparsetorch.patterns import NM, Pattern, parse_pattern, select
-from sparsetorch.training.base import SparseTrainingMethod, _mask_of
+from sparsetorch.masks import Mask, mask_of, stored
+from sparsetorch.patterns import NM, parse_pattern, select
+from sparsetorch.training.base import SparseTrainingMethod
 from sparsetorch.training.config import TrainingConfig
-from sparsetorch.training.distributed import broadcast_masks
 from sparsetorch.training.ops import MaskUpdate
 
 
@@ -104,15 +104,14 @@ class NMFromScratch(SparseTrainingMethod):
     Config = NMConfig
     patterns: ClassVar[tuple[type, ...]] = (NM,)
     distributions: ClassVar[tuple[str, ...]] = ("uniform",)
+    trains_pruned: ClassVar[bool] = True
 
-    def parametrization(self, fqn: str, mask: Tensor, pattern: Pattern) -> Mask:
-        """The parametrization attached to target `fqn` at `prepare`."""
-        return StraightThroughMask(mask, pattern)
+    def parametrization(self, fqn: str, mask: Tensor) -> Mask:
+        """The straight-through parametrization attached to target `fqn` at `prepare`."""
+        return StraightThroughMask(mask, self.pattern)
 
     def check(self, shapes: dict[str, torch.Size]) -> None:
-        masked = [
-            f for f, (module, name) in self._modules.items() if parametrize.is_parametrized(module, name)
-        ]
+        masked = [f for f, (module, name) in self.owners.items() if parametrize.is_parametrized(module, name)]
         if masked:
             raise ValueError(
                 f"{self.name}: targets {masked[:3]} are already parametrized (masked?); N:M training "
@@ -121,12 +120,7 @@ class NMFromScratch(SparseTrainingMethod):
 
     def dense(self) -> dict[str, Tensor]:
         """`{fqn: the stored dense weight}` (a pruned weight keeps its value)."""
-        return {
-            f: module.parametrizations[name].original.detach()
-            if parametrize.is_parametrized(module, name)
-            else getattr(module, name).detach()
-            for f, (module, name) in self._modules.items()
-        }
+        return {f: stored(module, name).detach() for f, (module, name) in self.owners.items()}
 
     def masks_of(self, dense: dict[str, Tensor]) -> MaskUpdate:
         """N:M masks of `dense`, each layer at exactly `(m - n) / m` zeros."""
@@ -157,36 +151,17 @@ class NMFromScratch(SparseTrainingMethod):
     ) -> nn.Module:
         """`SparseTrainingMethod.prepare`, plus the optimizer pre-step hook adding the refinement."""
         model = super().prepare(model, optimizer, targets, ignore, total_steps=total_steps)
-        self._handles.append(optimizer.register_step_pre_hook(self._refine))
+        self.remove_at_finish(optimizer.register_step_pre_hook(self._refine))
         return model
 
     def _refine(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         """grad += lambda_w * (~mask) * W on every target, before the optimizer reads it."""
         decay = self.config.decay
-        if decay == 0 or self._squashed:
+        if decay == 0 or self.finished:
             return
         with torch.no_grad():
-            for module, name in self._modules.values():
+            for module, name in self.owners.values():
                 original = module.parametrizations[name].original
                 if original.grad is not None:
-                    mask = _mask_of(module, name).mask
+                    mask = mask_of(module, name).mask
                     original.grad.add_(torch.where(mask, original.new_zeros(()), original), alpha=decay)
-
-    def _apply(self, update: MaskUpdate, *, step: int) -> None:
-        """Swap the mask buffers in place: dense weights and optimizer state are left alone."""
-        new = {f: update.masks[f].to(torch.bool) for f in self.targets}
-        broadcast_masks(new, self.targets)
-        for f, (module, name) in self._modules.items():
-            existing = _mask_of(module, name)
-            if existing is None:
-                mask = new[f].to(getattr(module, name).device)
-                parametrize.register_parametrization(
-                    module, name, self.parametrization(f, mask, self.pattern), unsafe=True
-                )
-            else:
-                existing.mask.copy_(new[f])
-            self.refresh(f, module, name)
-        self._check_sparsity(update, step)
-
-    def refresh(self, fqn: str, module: nn.Module, name: str) -> None:
-        """Called after target `fqn`'s mask is set (BDWP recomputes its backward mask here)."""

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from sparsetorch import allocation
+from sparsetorch import allocation, patterns
 from sparsetorch.patterns import NM, Pattern, n_pruned, select
 
 
@@ -37,6 +37,8 @@ class MaskUpdate(NamedTuple):
 def keep_top(scores: Tensor, k: int, candidates: Tensor | None = None) -> Tensor:
     """Bool mask of the `k` highest `scores` among `candidates` (all if None); ties keep the earlier.
 
+    `patterns.keep_top` over the flattened tensor, with non-candidates ranked last.
+
     Raises:
         ValueError: `k` negative or more than the candidates, or NaN scores.
     """
@@ -49,11 +51,7 @@ def keep_top(scores: Tensor, k: int, candidates: Tensor | None = None) -> Tensor
         raise ValueError("scores contain NaN")
     if allowed is not None:
         flat = flat.masked_fill(~allowed, -math.inf)
-    # A stable descending sort puts the earlier of two equal scores first, so it is the one kept.
-    order = torch.sort(flat, descending=True, stable=True).indices[:k]
-    keep = torch.zeros(flat.numel(), dtype=torch.bool, device=scores.device)
-    keep[order] = True
-    return keep.reshape(scores.shape)
+    return patterns.keep_top(flat, k, dim=0).reshape(scores.shape)
 
 
 def drop_and_grow(mask: Tensor, drop_scores: Tensor, grow_scores: Tensor, n: int) -> Tensor:
@@ -139,7 +137,7 @@ def keep_highest(scores: Mapping[str, Tensor], sparsity: float, distribution: st
     """
     shapes = {f: tuple(s.shape) for f, s in scores.items()}
     if distribution == "global":
-        per_layer = allocation.global_(scores, sparsity)
+        per_layer = allocation.global_budget(scores, sparsity)
         pruned = {f: n_pruned(math.prod(shapes[f]), s) for f, s in per_layer.items()}
     else:
         pruned = allocate(distribution, shapes, sparsity)

@@ -101,9 +101,7 @@ class PruneAtInit(SparseTrainingMethod):
         raise NotImplementedError
 
     def check(self, shapes: dict[str, torch.Size]) -> None:
-        masked = [
-            f for f, (module, name) in self._modules.items() if parametrize.is_parametrized(module, name)
-        ]
+        masked = [f for f, (module, name) in self.owners.items() if parametrize.is_parametrized(module, name)]
         if masked:
             raise ValueError(
                 f"{self.name}: targets {masked[:3]} are already parametrized (already masked?); pruning "

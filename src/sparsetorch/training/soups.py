@@ -37,9 +37,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from sparsetorch.masks import attach, masks, named_weights, resolve_targets
+from sparsetorch.masks import attach, get_masks, named_weights, resolve_targets
 from sparsetorch.patterns import n_pruned
-from sparsetorch.training.fit import Data, _tensors, evaluate, fit
+from sparsetorch.training.fit import Data, evaluate, fit, tensors
 from sparsetorch.training.ops import magnitude_prune
 
 
@@ -147,7 +147,7 @@ def sparse_model_soups(
             raise ValueError(f"{label} must be a positive integer, got {value!r}")
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity must be in [0, 1), got {sparsity!r}")
-    x, _ = _tensors(data, "data")
+    x, _ = tensors(data, "data")
     fqns = resolve_targets(model, targets, ignore)
     if not fqns:
         raise ValueError(f"no target weights in {type(model).__name__}")
@@ -156,7 +156,7 @@ def sparse_model_soups(
     fit_options = {"progress": False, **fit_options}
     for c in range(1, cycles + 1):
         level = cycle_sparsity(c, sparsity=sparsity, cycles=cycles)
-        current = masks(model)
+        current = get_masks(model)
         with torch.no_grad():
             weights = {f: getattr(*lookup[f]).detach() for f in fqns}
         active = {f: current.get(f, torch.ones_like(w, dtype=torch.bool)) for f, w in weights.items()}
@@ -169,7 +169,7 @@ def sparse_model_soups(
             runs.append(candidate)
         model.load_state_dict(average(runs))
         _recalibrate(model, x, batch_size=fit_options.get("batch_size", 128))
-        total = sum(m.numel() for m in masks(model).values())
+        total = sum(m.numel() for m in get_masks(model).values())
         zeros = sum(int((getattr(*lookup[f]) == 0).sum()) for f in fqns)
         if zeros < n_pruned(total, level):
             raise RuntimeError(

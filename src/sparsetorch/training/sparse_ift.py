@@ -27,7 +27,7 @@ random with exactly `nnz_l` ones per layer; RigL and SET then move weights withi
 the count, and hence the FLOPs, never change.
 
     wide = sparse_wide(0.75)                       # k = 2: 784 -> 600 -> 200 -> 10
-    model = wide.create_model(seed=0)
+    model = create_model("lenet-300-100", seed=0, **wide.model_config())   # the wide, still dense model
     method = wide.method("rigl", seed=0)           # an unprepared RigL with the iso-FLOP budgets
     fit(model, method, data, epochs=5)
 
@@ -46,7 +46,9 @@ Deviations and assumptions:
 
 from __future__ import annotations
 
+import importlib
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -57,7 +59,7 @@ from torch import Tensor, nn
 from sparsetorch.training.ops import MaskUpdate, random_masks
 from sparsetorch.training.random_pruning import RandomPruning
 from sparsetorch.training.rigl import RigL
-from sparsetorch.training.set_ import SET
+from sparsetorch.training.sparse_evolutionary import SET
 
 __all__ = ["METHODS", "SparseWide", "iso_flop_method", "sparse_wide", "width_multiplier"]
 
@@ -119,9 +121,16 @@ class SparseWide:
         return {"in_features": self.in_features, "hidden": self.hidden, "num_classes": self.num_classes}
 
     def create_model(self, seed: int = 0) -> nn.Module:
-        """The wide (still dense) LeNet-300-100-style model; sparsified by `method(...).prepare`."""
-        from sparsetorch.models import create_model
+        """Deprecated: `sparsetorch.create_model("lenet-300-100", seed=seed, **wide.model_config())`.
 
+        The training axis does not import the models layer above it (DESIGN.md, Layers)."""
+        warnings.warn(
+            "SparseWide.create_model is deprecated: use sparsetorch.create_model("
+            '"lenet-300-100", seed=seed, **wide.model_config())',
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        create_model = importlib.import_module("sparsetorch.models").create_model  # shim, not a dependency
         return create_model("lenet-300-100", seed=seed, **self.model_config())
 
     def method(self, name: str = "rigl", **config: Any):

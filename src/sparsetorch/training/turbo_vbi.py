@@ -71,7 +71,8 @@ import torch
 from torch import Tensor
 
 from sparsetorch._checks import check_int, check_number
-from sparsetorch.training.base import TRAINERS, _original
+from sparsetorch.masks import stored
+from sparsetorch.training.base import TRAINERS
 from sparsetorch.training.gmp import GMPConfig, GradualPruning
 from sparsetorch.training.ops import MaskUpdate, keep_highest
 
@@ -282,8 +283,8 @@ class TurboVBI(GradualPruning):
         self.posteriors: dict[str, Posterior] = {}
 
     def check(self, shapes: dict[str, torch.Size]) -> None:
-        for f, (module, name) in self._modules.items():
-            scale = float(_original(module, name).detach().double().pow(2).mean())
+        for f, (module, name) in self.owners.items():
+            scale = float(stored(module, name).detach().double().pow(2).mean())
             if not math.isfinite(scale) or scale <= 0:
                 raise ValueError(
                     f"{self.name}: target {f} is all zero or not finite; its prior scale is undefined"
@@ -307,7 +308,7 @@ class TurboVBI(GradualPruning):
         if weights is None:
             if self.model is None:
                 raise RuntimeError(f"{self.name}: refresh() needs prepare(model, optimizer) first")
-            weights, masks = self._weights(), {f: m.clone() for f, m in self.masks.items()} or None
+            weights, masks = self.effective_weights(), {f: m.clone() for f, m in self.masks.items()} or None
         c = self.config
         for f, w in weights.items():
             rows = w.detach().reshape(w.shape[0], -1)  # [m, n]: neurons x fan-in
@@ -339,7 +340,7 @@ class TurboVBI(GradualPruning):
 
     def initial_masks(self, weights: dict[str, Tensor]) -> MaskUpdate:
         self.refresh(weights)
-        self._handles.append(self.optimizer.register_step_post_hook(self._after_optimizer_step))
+        self.remove_at_finish(self.optimizer.register_step_post_hook(self._after_optimizer_step))
         ones = {f: torch.ones_like(w, dtype=torch.bool) for f, w in weights.items()}
         return self._keep(ones, self.config.initial_sparsity)
 
@@ -381,13 +382,13 @@ class TurboVBI(GradualPruning):
         return keep_highest(scores, sparsity, self.config.distribution)
 
     def _after_optimizer_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if self._squashed:
+        if self.finished:
             return
         step = self.step_count + 1  # the step just taken; `step()` has not counted it yet
         lrs = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
         with torch.no_grad():
-            for f, (module, name) in self._modules.items():
-                original = _original(module, name)
+            for f, (module, name) in self.owners.items():
+                original = stored(module, name)
                 eta = float(lrs[id(original)])
                 shrink = 1 + eta * self.posteriors[f].precision / self.config.num_examples
                 original.div_(shrink.to(original.dtype))

@@ -67,7 +67,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from sparsetorch.training.base import TRAINERS, SparseTrainingMethod, _original
+from sparsetorch.masks import stored
+from sparsetorch.training.base import TRAINERS, SparseTrainingMethod
 from sparsetorch.training.config import ScheduledConfig
 from sparsetorch.training.ops import MaskUpdate, keep_top
 
@@ -204,7 +205,7 @@ class WGSEF(SparseTrainingMethod):
 
     def initial_masks(self, weights: dict[str, Tensor]) -> MaskUpdate:
         # Dense until `end`; the prox runs after every optimizer step in between.
-        self._handles.append(self.optimizer.register_step_post_hook(self._prox_hook))
+        self.remove_at_finish(self.optimizer.register_step_post_hook(self._prox_hook))
         masks = {f: torch.ones_like(w, dtype=torch.bool) for f, w in weights.items()}
         return MaskUpdate(masks, dict.fromkeys(weights, 0), 0.0)
 
@@ -231,11 +232,11 @@ class WGSEF(SparseTrainingMethod):
 
     def _prox_hook(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         step = self.step_count + 1  # the step just taken; `step()` has not counted it yet
-        if self._squashed or step <= self.start or step >= self.end or self.config.lam == 0:
+        if self.finished or step <= self.start or step >= self.end or self.config.lam == 0:
             return
         lrs = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
         with torch.no_grad():
-            for f, (module, name) in self._modules.items():
-                original = _original(module, name)
+            for f, (module, name) in self.owners.items():
+                original = stored(module, name)
                 mu = float(lrs[id(original)]) * self.config.lam * self.group_weight(original)
                 original.copy_(prox_rows(original, self._keep[f], mu))

@@ -4,19 +4,79 @@ A task is small and self-describing. It owns its data, model, default budget and
 `version` goes into every run's config hash, so changing what a task measures (bump the version)
 never mixes old results with new ones. `run(spec)` does one run and returns flat metrics; it is
 called in a fresh worker process with the global RNG seeded from the spec.
+
+`RunSpec` (one configuration of one task) and `config_hash` live here, beside the tasks, because
+a spec's resolved config reads its task's version and default budget; `bench.spec` re-exports them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from sparsetorch.bench.spec import RunSpec
 from sparsetorch.patterns import NM, parse_pattern
 from sparsetorch.registry import Registry
 
 DENSE = "dense"  # the baseline method every task accepts (sparsity 0)
 KINDS = ("training", "pruning", "speed")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One configuration of one task. `sparsity` is None under N:M patterns (implied)."""
+
+    task: str
+    method: str
+    sparsity: float | None
+    pattern: str
+    seed: int
+    params: dict[str, Any] = field(default_factory=dict)
+    budget: dict[str, Any] = field(default_factory=dict)
+
+    def config(self) -> dict[str, Any]:
+        """The resolved config: the task's version, kind and metric, the budget with its defaults."""
+        task = TASKS.get(self.task)
+        return {
+            "task": self.task,
+            "task_version": task.version,
+            "kind": task.kind,
+            "metric": task.metric,
+            "higher_is_better": task.higher_is_better,
+            "method": self.method,
+            "params": dict(sorted(self.params.items())),
+            "sparsity": self.sparsity,
+            "pattern": self.pattern,
+            "seed": self.seed,
+            "budget": {**task.default_budget, **self.budget},
+        }
+
+    def row(self) -> dict[str, Any]:
+        """The store row of this run (identity columns, config and its hash)."""
+        config = self.config()
+        return {
+            "config_hash": config_hash(config),
+            "task": self.task,
+            "task_version": config["task_version"],
+            "method": self.method,
+            "sparsity": self.sparsity,
+            "pattern": self.pattern,
+            "seed": self.seed,
+            "config": config,
+        }
+
+    @property
+    def label(self) -> str:
+        level = self.pattern if self.sparsity is None else f"{self.sparsity:g}"
+        return f"{self.task}/{self.method}@{level}/seed{self.seed}"
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """16 hex digits of the SHA-256 of the canonical JSON of `config`."""
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 class Task:
@@ -33,10 +93,9 @@ class Task:
 
     def method_names(self) -> Registry:
         """The registry that this task's method names are looked up in."""
-        from sparsetorch.methods import _load_all, method_registry
+        from sparsetorch.discovery import registries
 
-        _load_all()
-        return method_registry(self.kind)
+        return registries()[self.kind]
 
     def check(self, spec: RunSpec) -> None:
         """Raise ValueError/KeyError naming what is wrong with `spec` for this task (before any run)."""

@@ -12,8 +12,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from sparsetorch.bench.spec import RunSpec
-from sparsetorch.bench.tasks.base import DENSE, TASKS, Task, size_metrics
+from sparsetorch.bench.tasks.base import DENSE, TASKS, RunSpec, Task, size_metrics
 from sparsetorch.patterns import parse_pattern
 
 
@@ -34,7 +33,7 @@ class FashionMNISTTask(Task):
 
     def run(self, spec: RunSpec) -> dict[str, Any]:
         from sparsetorch.data import load_fashion_mnist
-        from sparsetorch.methods import create_method
+        from sparsetorch.discovery import create_method
         from sparsetorch.models import create_model
         from sparsetorch.training import fit
 

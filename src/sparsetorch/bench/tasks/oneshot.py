@@ -11,8 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sparsetorch.bench.spec import RunSpec
-from sparsetorch.bench.tasks.base import DENSE, TASKS, Task, size_metrics
+from sparsetorch.bench.tasks.base import DENSE, TASKS, RunSpec, Task, size_metrics
 
 
 def _prune(model, spec: RunSpec, corpus: str, budget: dict[str, Any]) -> dict[str, Any]:

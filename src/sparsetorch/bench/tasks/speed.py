@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsetorch.bench.spec import RunSpec
-from sparsetorch.bench.tasks.base import TASKS, Task
+from sparsetorch.bench.tasks.base import TASKS, RunSpec, Task
 from sparsetorch.registry import Registry
 
 ENGINES: Registry[str] = Registry("kernel-speed engine")

@@ -1,8 +1,10 @@
-"""The catalog of the 53 seed papers from `papers.md`, registered into `PAPERS` at import.
+"""The catalog of the 53 seed papers from `papers.md` (and reference reproductions such as RigL).
 
-One module per axis group holds a `CATALOG` tuple of planned `Paper`s. When a paper gains a
-reproduction, its entry moves out of the catalog into `sparsetorch/papers/<key>.py`, which
-registers it with `reproduce=...`; the key, index, title, date and claim stay the same.
+One module per axis (`connections`, `activations`, `routes`, `temporal` for time, `foundations`
+for the foundations and execution) holds a `CATALOG` tuple of `Paper`s, registered into `PAPERS` at
+import. Every entry stays here for good: a paper with a reproduction points `reproduce=` at
+`sparsetorch/papers/<key>.py` and names its `modules` and `entry_points`; the key, index, title,
+date and claim never change.
 """
 
 from __future__ import annotations

@@ -89,5 +89,6 @@ CATALOG: tuple[Paper, ...] = (
         ),
         modules=("sparsetorch.sdr.transcoder", "sparsetorch.sdr.mlp_hooks", "sparsetorch.papers.transcoders"),
         reproduce=transcoders.reproduce,
+        entry_points=("sparsetorch.sdr.transcoder:Transcoder", "sparsetorch.sdr.transcoder:train_transcoder"),
     ),
 )

@@ -1,4 +1,4 @@
-"""Papers on the connections axis: which weights exist (pruning, sparse training, N:M and group sparsity).
+"""Papers on the connections axis: which weights exist (pruning, sparse training, N:M, search).
 
 Data only: `sparsetorch.papers.catalog` registers these entries. Claims are drawn from the abstracts
 in `papers.md`; see `sparsetorch.papers.base` for the fields.
@@ -11,11 +11,14 @@ from datetime import date
 from sparsetorch.papers import (
     bdwp,
     cts,
+    dass,
     dsnot,
     g2gnet,
     granet,
     icbs,
     random_pruning,
+    random_search_nas,
+    rigl,
     sparse_ift,
     sparse_model_soups,
     sr_ste,
@@ -189,7 +192,7 @@ CATALOG: tuple[Paper, ...] = (
             "sparse-refined straight-through estimator (SR-STE) correcting the approximated gradients of "
             "vanilla STE, and a 2:4 sparse network gets a 2x speed-up on A100 GPUs without performance drop."
         ),
-        modules=("sparsetorch.training.srste",),
+        modules=("sparsetorch.training.sr_ste",),
         reproduce=sr_ste.reproduce,
     ),
     Paper(
@@ -219,5 +222,49 @@ CATALOG: tuple[Paper, ...] = (
         ),
         modules=("sparsetorch.training.wgsef",),
         reproduce=wgsef.reproduce,
+    ),
+    Paper(
+        index=4,
+        key="random-search-nas",
+        title="Random Search as a Baseline for Sparse Neural Network Architecture Search",
+        date=date(2024, 3, 13),
+        axis=Axis.CONNECTIONS,
+        claim=(
+            "Sparse subnetworks found by random search over the nodes of an overparameterized network "
+            "neither perform better nor converge faster than random sparse networks at the same sparsity, "
+            "while even highly sparse networks keep much of the dense performance."
+        ),
+        modules=("sparsetorch.search.space", "sparsetorch.search.random_search"),
+        reproduce=random_search_nas.reproduce,
+    ),
+    Paper(
+        index=20,
+        key="dass",
+        title="DASS: Differentiable Architecture Search for Sparse neural networks",
+        date=date(2022, 7, 14),
+        axis=Axis.CONNECTIONS,
+        claim=(
+            "Searching architectures with sparse SparseConv/SparseLinear operations and a sparsity-aware "
+            "objective raises the accuracy of sparse MobileNet-v2 from 73.44% to 81.35% (+7.91%) with 3.87x "
+            "faster inference."
+        ),
+        modules=("sparsetorch.search.space", "sparsetorch.search.dass"),
+        reproduce=dass.reproduce,
+    ),
+    Paper(
+        index=54,
+        key="rigl",
+        title="Rigging the Lottery: Making All Tickets Winners",
+        date=date(2019, 11, 25),
+        axis=Axis.CONNECTIONS,
+        claim=(
+            "Dynamic sparse training that drops the smallest weights and regrows those with the largest "
+            "gradient (RigL) beats SET and static sparse training at the same sparsity and training cost, "
+            "e.g. a 90%-sparse ERK ResNet-50 on ImageNet."
+        ),
+        modules=("sparsetorch.training.rigl", "sparsetorch.papers.rigl"),
+        reproduce=rigl.reproduce,
+        entry_points=("training:rigl",),
+        seed=False,  # a reference reproduction beside the 53 seed papers
     ),
 )

@@ -1,4 +1,4 @@
-"""Papers beside the four axes: representations (SDR, sparse coding), architecture and execution.
+"""Papers beside the four axes: the foundations (SDR theory, sparse coding, sparse inputs) and execution.
 
 Data only: `sparsetorch.papers.catalog` registers these entries. Claims are drawn from the abstracts
 in `papers.md`; see `sparsetorch.papers.base` for the fields.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date
 
-from sparsetorch.papers import beyond_l1, dass, random_search_nas, sdr_dendrites, sparsey
+from sparsetorch.papers import beyond_l1, sdr_dendrites, sparsey
 from sparsetorch.papers.base import Axis, Paper
 
 CATALOG: tuple[Paper, ...] = (
@@ -20,7 +20,7 @@ CATALOG: tuple[Paper, ...] = (
             "sparsity, neurons and active dendrites"
         ),
         date=date(2016, 1, 4),
-        axis=Axis.REPRESENTATIONS,
+        axis=Axis.FOUNDATIONS,
         claim=(
             "A neuron with active dendrites recognizes patterns in high-dimensional sparse distributed "
             "representations extremely accurately and robustly with a tiny number of synapses per pattern, "
@@ -34,27 +34,17 @@ CATALOG: tuple[Paper, ...] = (
             "sparsetorch.sdr.dendrite",
         ),
         reproduce=sdr_dendrites.reproduce,
-    ),
-    Paper(
-        index=4,
-        key="random-search-nas",
-        title="Random Search as a Baseline for Sparse Neural Network Architecture Search",
-        date=date(2024, 3, 13),
-        axis=Axis.ARCHITECTURE,
-        claim=(
-            "Sparse subnetworks found by random search over the nodes of an overparameterized network "
-            "neither perform better nor converge faster than random sparse networks at the same sparsity, "
-            "while even highly sparse networks keep much of the dense performance."
+        entry_points=(
+            "sparsetorch.sdr.theory:false_match_probability",
+            "sparsetorch.sdr.dendrite:ActiveDendrites",
         ),
-        modules=("sparsetorch.search.space", "sparsetorch.search.random_search"),
-        reproduce=random_search_nas.reproduce,
     ),
     Paper(
         index=9,
         key="beyond-l1",
         title="Beyond ell_1 sparse coding in V1",
         date=date(2023, 1, 24),
-        axis=Axis.REPRESENTATIONS,
+        axis=Axis.FOUNDATIONS,
         claim=(
             "Sparse coding with penalties approximating ell_q (0 <= q < 1) outperforms ell_1 soft "
             "thresholding, which needs a denser code or more overcompleteness for the same reconstruction "
@@ -62,13 +52,14 @@ CATALOG: tuple[Paper, ...] = (
         ),
         modules=("sparsetorch.sdr.coding", "sparsetorch.sdr.dictionary"),
         reproduce=beyond_l1.reproduce,
+        entry_points=("sparsetorch.sdr.coding:sparse_code", "sparsetorch.sdr.dictionary:learn_dictionary"),
     ),
     Paper(
         index=12,
         key="sparsessp",
         title="SparseSSP: 3D Subcellular Structure Prediction from Sparse-View Transmitted Light Images",
         date=date(2024, 7, 2),
-        axis=Axis.ARCHITECTURE,
+        axis=Axis.FOUNDATIONS,
         claim=(
             "Predicting 3D subcellular fluorescence from sparse transmitted-light slices with a one-to-many "
             "voxel mapping and a 2D hybrid-dimension network outperforms pure 3D networks while reducing the "
@@ -80,7 +71,7 @@ CATALOG: tuple[Paper, ...] = (
         key="sparsey",
         title="Superposed Episodic and Semantic Memory via Sparse Distributed Representation",
         date=date(2017, 10, 21),
-        axis=Axis.REPRESENTATIONS,
+        axis=Axis.FOUNDATIONS,
         claim=(
             "Storing sparse distributed codes in superposition with a single-trial learning rule that maps "
             "input similarity to code intersection builds semantic memory as a side effect of episodic "
@@ -89,20 +80,7 @@ CATALOG: tuple[Paper, ...] = (
         ),
         modules=("sparsetorch.sdr.sparsey",),
         reproduce=sparsey.reproduce,
-    ),
-    Paper(
-        index=20,
-        key="dass",
-        title="DASS: Differentiable Architecture Search for Sparse neural networks",
-        date=date(2022, 7, 14),
-        axis=Axis.ARCHITECTURE,
-        claim=(
-            "Searching architectures with sparse SparseConv/SparseLinear operations and a sparsity-aware "
-            "objective raises the accuracy of sparse MobileNet-v2 from 73.44% to 81.35% (+7.91%) with 3.87x "
-            "faster inference."
-        ),
-        modules=("sparsetorch.search.space", "sparsetorch.search.dass"),
-        reproduce=dass.reproduce,
+        entry_points=("sparsetorch.sdr.sparsey:SparseyMac",),
     ),
     Paper(
         index=44,

@@ -100,8 +100,9 @@ CATALOG: tuple[Paper, ...] = (
             "other, provably lowers the entropy of expert selection, reducing routing fluctuations and "
             "improving accuracy and robustness over softmax-gated MoE."
         ),
-        modules=("sparsetorch.routing.graph_of_tokens",),
+        modules=("sparsetorch.routing.graph_of_tokens", "sparsetorch.models.moe_variants"),
         reproduce=graph_of_tokens_moe.reproduce,
+        entry_points=("gate:similarity-aware", "gate:attention-aware"),
     ),
     Paper(
         index=29,
@@ -116,8 +117,9 @@ CATALOG: tuple[Paper, ...] = (
             "information flow becomes language-specific, improves the generalization of medical LLMs to "
             "other languages and scales to 50 languages without additional parameters."
         ),
-        modules=("sparsetorch.routing.language_family",),
+        modules=("sparsetorch.routing.language_family", "sparsetorch.models.moe_variants"),
         reproduce=language_family_moe.reproduce,
+        entry_points=("gate:forced-expert",),
     ),
     Paper(
         index=31,
@@ -160,6 +162,7 @@ CATALOG: tuple[Paper, ...] = (
             "sparsetorch.routing.language_family",
         ),
         reproduce=roma_paper.reproduce,
+        entry_points=("sparsetorch.routing.roma:finetune_routers",),
     ),
     Paper(
         index=36,
@@ -177,6 +180,7 @@ CATALOG: tuple[Paper, ...] = (
         ),
         modules=("sparsetorch.routing.magnet",),
         reproduce=magnet.reproduce,
+        entry_points=("sparsetorch.routing.magnet:EntropyTriggeredSchedule",),
     ),
     Paper(
         index=37,
@@ -189,8 +193,9 @@ CATALOG: tuple[Paper, ...] = (
             "optimal-transport routing gives sparse MoE faster training, higher accuracy and greater "
             "robustness to input corruption in language modeling and image classification."
         ),
-        modules=("sparsetorch.routing.ssr", "sparsetorch.routing.gpt_moe"),
+        modules=("sparsetorch.routing.ssr", "sparsetorch.models.moe_gpt", "sparsetorch.models.moe_train"),
         reproduce=ssr_paper.reproduce,
+        entry_points=("gate:ssr",),
     ),
     Paper(
         index=38,

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sparsetorch.masks import masks as attached
+from sparsetorch.masks import get_masks as attached
 from sparsetorch.patterns import NM
 from sparsetorch.training import TRAINERS
 from sparsetorch.training.nm import nm_mask
@@ -122,10 +122,10 @@ def test_decay_zero_is_the_plain_straight_through_estimator():
     assert not torch.equal(runs[0], runs[1])
 
 
-def test_squash_leaves_n_m_weights():
+def test_finish_leaves_n_m_weights():
     model, opt, m = prepared("sr-ste")
     train(model, m, opt, batches(2))
-    m.squash()
+    m.finish()
     assert attached(model) == {}
     assert ((model[0].weight != 0).reshape(16, 3, 4).sum(-1) <= 1).all()
 
@@ -156,8 +156,8 @@ def test_config_and_bad_input():
 
 @pytest.mark.parametrize("name", ["sr-ste", "bdwp"])
 def test_updates_broadcast_rank_zero_masks(name, monkeypatch):
-    # Under DDP the base broadcasts rank 0's masks; the in-place swap of N:M methods must too.
-    import sparsetorch.training.nm as nm
+    # Under DDP the base broadcasts rank 0's masks, on the in-place swap of N:M methods (trains_pruned) too.
+    import sparsetorch.training.base as base
 
     seen = []
 
@@ -166,7 +166,7 @@ def test_updates_broadcast_rank_zero_masks(name, monkeypatch):
         for f in order:  # "rank 0" holds the flipped group order: its masks win
             masks[f] = masks[f].flip(1)
 
-    monkeypatch.setattr(nm, "broadcast_masks", fake_broadcast)
+    monkeypatch.setattr(base, "broadcast_masks", fake_broadcast)
     model, opt, m = prepared(name)
     assert seen == [list(TARGETS)]
     for f in TARGETS:
@@ -174,3 +174,13 @@ def test_updates_broadcast_rank_zero_masks(name, monkeypatch):
         assert torch.equal(m.masks[f], nm_mask(original, NM(1, 4)).flip(1))
     train(model, m, opt, batches(1))
     assert len(seen) == 2
+
+
+def test_old_module_name_is_a_deprecated_alias():
+    import importlib
+
+    import sparsetorch.training.sr_ste as sr_ste
+
+    with pytest.warns(DeprecationWarning, match="sr_ste"):
+        old = importlib.reload(importlib.import_module("sparsetorch.training.srste"))
+    assert old.SRSTE is sr_ste.SRSTE is TRAINERS.get("sr-ste")

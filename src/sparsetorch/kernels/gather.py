@@ -1,6 +1,7 @@
-"""Numba kernels of the activation-sparse FFN (`gather.py`); import only when numba is installed.
+"""Numba kernels of the activation-sparse FFN (`activations.gather`); import only when numba is installed.
 
-Why these loops (batch 1 to a few rows is bound by bytes read, see `shared/reference/perf.md`):
+Why these loops (batch 1 to a few rows is bound by the bytes read, so every loop streams
+its weights once; see docs/kernels.md):
 
 - `gather_matmul`: y = bias + sum over active j of h[:, j] * Wt[j, :], with Wt = W.T stored
   row-major (in, out), so the weights of one active input unit are one contiguous row. Rows are
