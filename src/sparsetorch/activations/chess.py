@@ -51,7 +51,7 @@ import copy
 import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -80,7 +80,7 @@ __all__ = [
 ]
 
 Mode = Literal["cats", "chess", "chess-norm"]
-MODES: tuple[str, ...] = ("cats", "chess", "chess-norm")
+MODES: tuple[str, ...] = get_args(Mode)
 MINILM_FFN = "encoder.layer.*.intermediate.intermediate_act_fn"
 MINILM_ATTENTION = ("encoder.layer.*.attention.self.query", "encoder.layer.*.attention.output.dense")
 GPT_FFN = "blocks.*.mlp.act"

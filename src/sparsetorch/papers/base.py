@@ -20,7 +20,7 @@ import math
 import operator
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from sparsetorch.registry import AXIS_DESCRIPTIONS, Axis
 
@@ -39,7 +39,7 @@ __all__ = [
 
 
 Scale = Literal["tiny", "small", "full"]
-SCALES: tuple[str, ...] = ("tiny", "small", "full")
+SCALES: tuple[str, ...] = get_args(Scale)
 
 Status = Literal["planned", "implemented"]
 

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 from torch import Tensor
@@ -79,7 +79,7 @@ __all__ = [
 ]
 
 Penalty = Literal["l1", "l0", "cel0"]
-PENALTIES: tuple[str, ...] = ("l1", "l0", "cel0")
+PENALTIES: tuple[str, ...] = get_args(Penalty)
 
 
 def check_penalty(penalty: str) -> str:
