@@ -37,7 +37,14 @@ def load(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
     """Load a checkpoint written by `save` into `model`, attaching its masks (`masks.load`).
 
     With `model=None` the model is rebuilt from the checkpoint's header when it names a registered
-    model (`create_model`).
+    model (`create_model`); its `model_config` is checked against the model's config fields and
+    against the file's tensors (on the meta device) before anything is allocated. A bad file leaves
+    `model` exactly as it was.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a corrupt, truncated or foreign file, a header or mask that does not check, or a
+            file that does not fit `model` (the message names the file and the problem).
     """
     from sparsetorch.models import create_model as _create
 

@@ -31,7 +31,7 @@ Shapes = Mapping[str, Sequence[int]]
 
 
 def _check(sparsity: float, shapes: Shapes) -> None:
-    if not isinstance(sparsity, int | float) or not 0.0 <= sparsity < 1.0:
+    if isinstance(sparsity, bool) or not isinstance(sparsity, int | float) or not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
     if not shapes:
         raise ValueError("no target layers to allocate sparsity over")

@@ -1,30 +1,72 @@
-"""The `sparsetorch` command line: thin, every command calls the public API."""
+"""The `sparsetorch` command line: thin, every command calls the public API.
+
+Errors: every command runs through `_reported`, so our documented errors (`errors.USER_ERRORS`)
+print as one line, `error: <message>`, on standard error with exit status 2; any other exception
+is a bug, printed with its traceback and a request to report it (exit status 1).
+"""
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sys
+import traceback
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from sparsetorch.errors import USER_ERRORS, SparsetorchError, one_line
 from sparsetorch.registry import Axis
 
-app = typer.Typer(
+BUG = "this is a bug in sparsetorch; please report it with the traceback above"
+
+
+def _reported(command: Callable[..., Any]) -> Callable[..., Any]:
+    """`command`, with our errors as one line and exit 2, and anything else reported as a bug."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # typer's own exits and usage errors
+        except Exception as err:
+            if isinstance(err, USER_ERRORS):
+                typer.echo(f"error: {one_line(err)}", err=True)
+                raise typer.Exit(2) from None
+            traceback.print_exc()
+            typer.echo(BUG, err=True)
+            raise typer.Exit(1) from None
+
+    return run
+
+
+class _Typer(typer.Typer):
+    """A Typer app whose every command (and its sub-apps', built with this class) is `_reported`."""
+
+    def command(self, *args: Any, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        register = super().command(*args, **kwargs)
+        return lambda fn: register(_reported(fn))
+
+
+app = _Typer(
     help="sparsetorch: sparse neural computation for PyTorch — prune, report, list methods and papers.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-papers_app = typer.Typer(help="The seed papers: list them, see their status.", no_args_is_help=True)
-models_app = typer.Typer(help="Reference models: train and cache them.", no_args_is_help=True)
+papers_app = _Typer(help="The seed papers: list them, see their status.", no_args_is_help=True)
+models_app = _Typer(help="Reference models: train and cache them.", no_args_is_help=True)
 app.add_typer(papers_app, name="papers")
 app.add_typer(models_app, name="models")
-bench_app = typer.Typer(
+bench_app = _Typer(
     help="The bench: run suites of methods x tasks into a resumable store, report, export.",
     no_args_is_help=True,
 )
@@ -67,15 +109,9 @@ def ls(
     """List registered methods (every kind: pruning, training, search, activation, gate, driver,
     transform), models, datasets or papers."""
     if paper is not None and kind is not Kind.methods:
-        console.print("[red]error:[/red] --paper applies to `ls methods` only")
-        raise typer.Exit(2)
+        raise SparsetorchError("--paper applies to `ls methods` only")
     if kind is Kind.methods:
-        try:
-            table = _methods_table(pattern, paper)
-        except KeyError as err:
-            console.print(f"[red]error:[/red] {err.args[0]}")
-            raise typer.Exit(2) from None
-        console.print(table)
+        console.print(_methods_table(pattern, paper))
     elif kind is Kind.models:
         from sparsetorch.models import MODELS
 
@@ -104,10 +140,9 @@ def papers_list(
     try:
         papers = list_papers(pattern, axis=axis)
     except ValueError:
-        console.print(
-            f"[red]error:[/red] unknown axis {axis!r}: use one of {', '.join(a.value for a in Axis)}"
-        )
-        raise typer.Exit(2) from None
+        raise SparsetorchError(
+            f"unknown axis {axis!r}: use one of {', '.join(a.value for a in Axis)}"
+        ) from None
     console.print(papers_table(papers))
     counts = {s: sum(p.status == s for p in papers) for s in ("planned", "implemented", "reproduced")}
     console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
@@ -124,12 +159,11 @@ def papers_run(
     """Run a paper's reproduction and print the measured claim: each check, and whether it holds."""
     from sparsetorch.papers import get_paper, run_paper
 
+    paper = get_paper(key)
     try:
-        paper = get_paper(key)
         result = run_paper(key, scale)
-    except (KeyError, ValueError, NotImplementedError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+    except NotImplementedError as err:  # a planned paper: no reproduction yet
+        raise SparsetorchError(str(err)) from None
     console.print(f"[bold]{paper.key}[/bold] — {paper.claim}")
     console.print(result.render(), highlight=False)
     if json_out:
@@ -144,12 +178,7 @@ def report_cmd(
     """Per-layer sparsity, nonzeros, bytes and theoretical speedup of a saved sparse model."""
     from sparsetorch import load, report
 
-    try:
-        model = load(checkpoint)
-    except (FileNotFoundError, ValueError, KeyError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
-    result = report(model)
+    result = report(load(checkpoint))
     if json_out:
         typer.echo(result.to_json(indent=2))
     else:
@@ -201,28 +230,41 @@ def prune_cmd(
 
     if sparsity is None and ":" not in pattern:
         sparsity = 0.5
-    try:
-        net = _load_model(model)
-        rep = prune(
-            net,
-            method,
-            sparsity,
-            pattern,
-            calibration=calibration,
-            samples=samples,
-            seq_len=seq_len,
-            distribution=distribution,
-            seed=seed,
-            progress=True,
-        )
-    except (KeyError, ValueError, TypeError, FileNotFoundError) as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
+    _check_out_dir(out)  # before the work, not after it
+    net = _load_model(model)
+    rep = prune(
+        net,
+        method,
+        sparsity,
+        pattern,
+        calibration=calibration,
+        samples=samples,
+        seq_len=seq_len,
+        distribution=distribution,
+        seed=seed,
+        progress=True,
+    )
     out.mkdir(parents=True, exist_ok=True)
     save(net, out / "model.safetensors")
     (out / "report.json").write_text(json.dumps(rep.to_dict(), indent=2))
     console.print(rep)
     console.print(f"wrote {out / 'model.safetensors'} and {out / 'report.json'}")
+
+
+def _check_out_dir(out: Path) -> None:
+    """Raise unless `out` is, or can be made, a folder we can write in (nothing is created here)."""
+    probe = out
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent  # the nearest existing ancestor decides
+    if not probe.is_dir():
+        raise SparsetorchError(f"--out {out}: {probe} is a file, not a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise SparsetorchError(f"--out {out}: folder {probe} is not writable")
+    for name in ("model.safetensors", "report.json"):
+        if (out / name).is_dir():
+            raise SparsetorchError(
+                f"--out {out}: {out / name} is a folder; it would be overwritten by a file"
+            )
 
 
 @models_app.command("train")
@@ -255,14 +297,8 @@ def demo(
     try:
         levels = [float(s) for s in sparsities.split(",") if s.strip()]
     except ValueError:
-        console.print(f"[red]error:[/red] --sparsities must be numbers like 0.5,0.9, got {sparsities!r}")
-        raise typer.Exit(2) from None
+        raise SparsetorchError(f"--sparsities must be numbers like 0.5,0.9, got {sparsities!r}") from None
     run_demo(levels, distribution=distribution, console=console)
-
-
-def _bench_error(err: Exception) -> typer.Exit:
-    console.print(f"[red]error:[/red] {err}")
-    return typer.Exit(2)
 
 
 @bench_app.command("run")
@@ -283,18 +319,16 @@ def bench_run(
     from sparsetorch.bench.report import leaderboard, write_report
     from sparsetorch.bench.runner import default_dir
 
-    try:
-        parsed = load_suite(suite)
-        directory = dir or default_dir(parsed.name)
-        console.print(
-            f"suite [bold]{parsed.name}[/bold] ({parsed.path}): {len(parsed.runs)} runs -> {directory}"
-        )
-        result = run_sweep(parsed.runs, directory, workers=workers, ray=ray, retry_failed=retry_failed)
-        with Store(directory) as store:
-            hashes = [spec.row()["config_hash"] for spec in parsed.runs]
-            records = store.records(hashes=hashes)
-    except BenchError as err:
-        raise _bench_error(err) from None
+    if workers < 1:
+        raise BenchError(f"--workers must be at least 1, got {workers}")
+    if dir is not None and dir.exists() and not dir.is_dir():
+        raise BenchError(f"--dir {dir} is a file, not a bench directory")
+    parsed = load_suite(suite)
+    directory = dir or default_dir(parsed.name)
+    console.print(f"suite [bold]{parsed.name}[/bold] ({parsed.path}): {len(parsed.runs)} runs -> {directory}")
+    result = run_sweep(parsed.runs, directory, workers=workers, ray=ray, retry_failed=retry_failed)
+    with Store(directory) as store:
+        records = store.records(hashes=[spec.row()["config_hash"] for spec in parsed.runs])
     console.print(_leaderboard_table(leaderboard(records)))
     console.print(
         f"{result.completed} completed, {result.failed} failed, {result.skipped} already done or skipped, "
@@ -328,13 +362,9 @@ def _leaderboard_table(rows: list[dict]) -> Table:
 @bench_app.command("report")
 def bench_report(dir: Annotated[Path, typer.Argument(help="A bench directory.")]) -> None:
     """Write DIR/report.html: curves, speed and size plots, leaderboards, environment, run configs."""
-    from sparsetorch.bench import BenchError
     from sparsetorch.bench.report import write_report
 
-    try:
-        console.print(f"report: {write_report(dir)}")
-    except BenchError as err:
-        raise _bench_error(err) from None
+    console.print(f"report: {write_report(dir)}")
 
 
 @bench_app.command("export")
@@ -349,11 +379,8 @@ def bench_export(
     from sparsetorch.bench.export import export_runs
 
     if csv and parquet:
-        raise _bench_error(ValueError("choose one of --csv and --parquet"))
-    try:
-        result = export_runs(dir, fmt="parquet" if parquet else "csv", out=out)
-    except (BenchError, ValueError) as err:
-        raise _bench_error(err) from None
+        raise BenchError("choose one of --csv and --parquet")
+    result = export_runs(dir, fmt="parquet" if parquet else "csv", out=out)
     if out is None:
         sys.stdout.write(str(result))
     else:

@@ -170,11 +170,13 @@ def select(
             pattern that does not fit the tensor's rank.
     """
     pattern = parse_pattern(pattern)
+    if isinstance(sparsity, bool):  # an int in Python, but `sparsity=False` is a mistake, not 0
+        raise ValueError(f"{name}: sparsity must be a number in [0, 1), got {sparsity!r}")
     if isinstance(pattern, NM):
         if sparsity is not None and not math.isclose(sparsity, pattern.sparsity, abs_tol=1e-9):
             raise ValueError(
                 f"{name}: pattern {pattern} keeps {pattern.n} of every {pattern.m}, "
-                f"i.e. sparsity {pattern.sparsity:g}, but sparsity={sparsity:g} was asked"
+                f"i.e. sparsity {pattern.sparsity:g}, but sparsity={sparsity!r} was asked"
             )
         sparsity = pattern.sparsity
     if sparsity is None or not isinstance(sparsity, int | float) or not 0.0 <= sparsity < 1.0:

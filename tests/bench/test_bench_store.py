@@ -103,3 +103,65 @@ def test_two_processes_writing_one_store_neither_corrupt_nor_duplicate(tmp_path)
         assert len(recs) == 40 and all(r.status == "complete" and r.attempts == 1 for r in recs)
     db = sqlite3.connect(tmp_path / "bench.sqlite")
     assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_database_that_is_not_ours_is_refused_and_left_as_it_was(tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    db = sqlite3.connect(foreign / "bench.sqlite")
+    db.execute("CREATE TABLE runs (x INTEGER)")
+    db.commit()
+    db.close()
+    before = (foreign / "bench.sqlite").read_bytes()
+    for create in (True, False):
+        with pytest.raises(BenchError, match="not a sparsetorch bench store"):
+            Store(foreign, create=create)
+    assert (foreign / "bench.sqlite").read_bytes() == before
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "bench.sqlite").write_bytes(b"")
+    with pytest.raises(BenchError, match="not a sparsetorch bench store"):
+        Store(empty, create=False)  # a reader never writes a schema
+    assert (empty / "bench.sqlite").stat().st_size == 0
+    Store(empty).close()  # a writer (bench run) may start a store in an empty file
+    with Store(empty, create=False) as store:
+        assert store.records() == []
+
+
+def test_a_runs_table_with_other_columns_is_refused(tmp_path):
+    Store(tmp_path).close()
+    db = sqlite3.connect(tmp_path / "bench.sqlite")
+    db.execute("ALTER TABLE runs ADD COLUMN extra TEXT")
+    db.commit()
+    db.close()
+    with pytest.raises(BenchError, match="runs table has columns"):
+        Store(tmp_path, create=False)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"), [("{bad", "corrupt metrics JSON"), ("[1]", "must be a JSON object")]
+)
+def test_corrupt_metrics_json_names_the_run(tmp_path, value, message):
+    (row,) = _rows(1)
+    with Store(tmp_path) as store:
+        store.add([row])
+        store.claim(row["config_hash"], "me")
+        store.complete(row["config_hash"], "me", {"speedup": 1.0}, {})
+    db = sqlite3.connect(tmp_path / "bench.sqlite")
+    db.execute("UPDATE runs SET metrics = ?", (value,))
+    db.commit()
+    db.close()
+    with Store(tmp_path, create=False) as store, pytest.raises(BenchError, match=message) as info:
+        store.records()
+    assert row["config_hash"] in str(info.value)
+
+
+def test_a_file_where_the_directory_should_be(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for create in (True, False):
+        with pytest.raises(BenchError, match="is a file, not a directory"):
+            Store(afile, create=create)
+    with pytest.raises(BenchError, match="cannot create bench directory"):
+        Store(afile / "sub")
+    assert afile.read_text() == "x"

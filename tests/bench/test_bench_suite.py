@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -119,3 +120,84 @@ def test_report_averages_only_runs_of_one_budget():
     by_task = {r["task"]: r for r in rows}
     assert by_task["fmnist-mlp [epochs=1]"]["n"] == 2 and by_task["fmnist-mlp [epochs=1]"]["mean"] == 0.6
     assert by_task["fmnist-mlp [epochs=3]"]["n"] == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "experiments:\n  - task: kernel-speed\n    methods: [dense]\n    budget: [1, 2]\n",
+            "'budget' must be a mapping",
+        ),
+        (
+            "experiments:\n  - task: fmnist-mlp\n    methods: [gmp]\n    sparsities: [0.5]\n    params: [1]\n",
+            "'params' must be a mapping",
+        ),
+        (
+            "experiments:\n  - task: fmnist-mlp\n    methods: [{name: gmp, params: 3}]\n    sparsities: [0.5]\n",
+            "'params' must be a mapping",
+        ),
+        ("include: 5\nexperiments: []\n", "'include' must be a suite name"),
+        ("include: [5]\nexperiments: []\n", "'include' must be a suite name"),
+        (
+            "experiments:\n  - task: fmnist-mlp\n    methods: [{name: rigl, params: {update_evry: 5}}]\n"
+            "    sparsities: [0.5]\n",
+            "method 'rigl' has no param 'update_evry'; did you mean 'update_every'",
+        ),
+        (
+            "experiments:\n  - task: fmnist-mlp\n    methods: [gmp, random-pruning]\n    sparsities: [0.5]\n"
+            "    params: {update_every: 5}\n",
+            "method 'random-pruning' has no param 'update_every'",
+        ),
+        (
+            "experiments:\n  - task: fmnist-mlp\n    methods: [{name: gmp, params: {seed: 3}}]\n    sparsities: [0.5]\n",
+            "no param 'seed'",
+        ),
+        (
+            "experiments:\n  - task: minilm-prune\n    methods: [{name: sparsegpt, params: {blocksize: 64}}]\n"
+            "    sparsities: [0.5]\n",
+            "did you mean 'block_size'",
+        ),
+        (
+            "experiments:\n  - task: kernel-speed\n    methods: [{name: dense, params: {a: 1}}]\n",
+            "no param 'a'",
+        ),
+        (
+            "experiments:\n  - task: kernel-speed\n    methods: [{name: torch-csr, params: {a: 1}}]\n"
+            "    sparsities: [0.5]\n",
+            "no param 'a'",
+        ),
+        (
+            "experiments:\n  - task: fmnist-mlp\n    methods: [{name: gmp, params: {start: 2001-01-01}}]\n"
+            "    sparsities: [0.5]\n",
+            "holds a date",
+        ),
+        ("seeds: [-1]\nexperiments:\n  - task: kernel-speed\n    methods: [dense]\n", r"\[0, 2\*\*32\)"),
+        ("name: [a]\nexperiments: []\n", "'name' must be text"),
+        ("experiments:\n  - task: kernel-speed\n    methods: [{name: [dense]}]\n", "name is text"),
+    ],
+)
+def test_malformed_fields_are_refused_with_file_and_line(tmp_path, body, message):
+    path = _write(tmp_path, body)
+    with pytest.raises(BenchError, match=message) as info:
+        load_suite(path)
+    assert str(path.resolve()) in str(info.value) or str(path) in str(info.value)
+
+
+def test_non_utf8_suite_names_the_file_and_byte(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("name: caf\xe9\nexperiments: []\n".encode("latin-1"))
+    with pytest.raises(BenchError, match=r"latin1.yaml: not UTF-8 text \(byte 9: 0xe9\)"):
+        load_suite(path)
+
+
+def test_valid_params_load_and_nested_mappings_hash_without_their_line(tmp_path):
+    body = (
+        "experiments:\n  - task: fmnist-mlp\n    methods: [{name: rigl, params: {update_every: {a: 1}}}]\n"
+        "    sparsities: [0.5]\n"
+    )
+    (spec,) = load_suite(_write(tmp_path, body)).runs
+    assert spec.params == {"update_every": {"a": 1}}  # the value is the method's to check, at run time
+    (moved,) = load_suite(_write(tmp_path, "\n\n" + body, "t.yaml")).runs
+    assert moved.row()["config_hash"] == spec.row()["config_hash"]  # the line is not part of the config
+    assert "__line__" not in json.dumps(spec.config())

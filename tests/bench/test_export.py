@@ -113,3 +113,17 @@ def test_bad_input(bench, tmp_path, monkeypatch):
     with pytest.raises(BenchError, match="needs pyarrow"):
         export_runs(directory, fmt="parquet", out=tmp_path / "x.parquet")
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_csv_escapes_formula_like_text(tmp_path):
+    texts = ['=HYPERLINK("http://x","y")', "+1", "-2+3", "@SUM(A1)", "\tx", "\rx", "plain", "a=b"]
+    with Store(tmp_path) as store:
+        run = spec("fmnist-mlp", "magnitude", 0.5, "unstructured", 0)
+        store.add([run])
+        store.claim(run["config_hash"], "me")
+        metrics = {f"t{i}": t for i, t in enumerate(texts)} | {"negative": -0.5}
+        store.complete(run["config_hash"], "me", metrics, ENV)
+    (row,) = list(csv.DictReader(io.StringIO(export_runs(tmp_path))))
+    cells = [row[f"metric_t{i}"] for i in range(len(texts))]
+    assert cells == ["'" + t for t in texts[:6]] + ["plain", "a=b"]
+    assert row["metric_negative"] == "-0.5"  # numbers are data, never escaped

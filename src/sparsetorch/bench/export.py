@@ -2,7 +2,8 @@
 
 One row per run: its identity (task, method, sparsity, pattern, seed, config hash), status,
 task version, attempts, start and finish times (unix seconds), and each metric in its own
-`metric_<name>` column (the union over all runs; empty where a run lacks it).
+`metric_<name>` column (the union over all runs; empty where a run lacks it). CSV text cells
+that a spreadsheet would read as a formula are escaped (`csv_cell`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ COLUMNS = (
     "started",
     "finished",
 )
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _TYPES = {
     "sparsity": "float",
     "seed": "int",
@@ -55,12 +57,32 @@ def _rows(records: list[RunRecord]) -> tuple[list[str], list[dict[str, Any]]]:
     return columns, rows
 
 
+def csv_cell(value: Any) -> Any:
+    """A value as a safe CSV cell: text that a spreadsheet would run as a formula gets a `'` prefix.
+
+    Why: a run's metrics or names may hold any text, and `=HYPERLINK(...)` opened in a spreadsheet
+    is a live formula (CSV injection). As OWASP recommends, text starting with `=`, `+`, `-`, `@`,
+    a tab or a carriage return is prefixed with a single quote; numbers are left as they are.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
 def _csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    # The writer quotes a cell only for the characters of its line terminator: "\r\n" makes it quote
+    # a cell holding a lone "\r" too; each line then ends in "\n" alone.
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
-    return buf.getvalue()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\r\n")
+    lines = []
+    for row in [dict(zip(columns, columns, strict=True)), *rows]:
+        buf.seek(0)
+        buf.truncate()
+        writer.writerow({k: csv_cell(v) for k, v in row.items()})
+        lines.append(buf.getvalue()[:-2] + "\n")
+    return "".join(lines)
 
 
 def _arrow_type(values: list[Any], pa: Any) -> Any:

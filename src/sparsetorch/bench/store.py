@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from sparsetorch._io import atomic_path
+from sparsetorch.errors import SparsetorchError
 
 SCHEMA_VERSION = 1
 DB_NAME = "bench.sqlite"
@@ -60,7 +61,15 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 
-class BenchError(RuntimeError):
+# The runs table's column names, read off its definition above (a foreign table is refused).
+_COLUMNS = tuple(
+    line.split()[0]
+    for line in _SCHEMA.split("runs (")[1].split(");")[0].splitlines()
+    if line.strip() and not line.strip().startswith("CHECK")
+)
+
+
+class BenchError(SparsetorchError, RuntimeError):
     """A bench problem the user must fix (bad suite, unreachable cluster, incompatible store)."""
 
 
@@ -125,35 +134,77 @@ class Store:
     def __init__(self, directory: str | os.PathLike, *, create: bool = True) -> None:
         self.dir = Path(directory)
         path = self.dir / DB_NAME
-        if not path.exists() and not create:
+        if self.dir.exists() and not self.dir.is_dir():
+            raise BenchError(f"bench directory {self.dir} is a file, not a directory")
+        if not create and not path.is_file():
             raise BenchError(f"{self.dir} is not a bench directory (no {DB_NAME})")
-        self.dir.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise BenchError(f"cannot create bench directory {self.dir}: {e.strerror or e}") from None
+        try:
+            # Readers (report, export) open read-only: they never write a schema into a file.
+            target = f"{path.resolve().as_uri()}?mode=ro" if not create else path
+            self._db = sqlite3.connect(target, timeout=60.0, isolation_level=None, uri=not create)
             self._db.execute("PRAGMA busy_timeout = 60000")
-            self._set_wal()
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            with self._tx():
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        self._db.execute(stmt)
-                row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-                if row is None:
-                    from sparsetorch import __version__
-
-                    self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                    self._db.execute("INSERT INTO meta VALUES ('created_by', ?)", (__version__,))
+            with self._tx(write=create):
+                version, by = self._check_schema(path, create=create)
+            if create and version == SCHEMA_VERSION:  # only once the file is known to be ours
+                self._set_wal()
+                self._db.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.DatabaseError as e:
+            self._db_close_quietly()
             raise BenchError(f"{path} is not a readable bench store: {e}") from e
-        version = int(row[0]) if row is not None else SCHEMA_VERSION
+        except BenchError:
+            self._db_close_quietly()
+            raise
         if version != SCHEMA_VERSION:
-            by = self._db.execute("SELECT value FROM meta WHERE key = 'created_by'").fetchone()
             self.close()
             raise BenchError(
                 f"bench directory {self.dir} was written by an incompatible version (store schema {version}, "
-                f"sparsetorch {by[0] if by else '?'}); this sparsetorch reads schema {SCHEMA_VERSION}. "
+                f"sparsetorch {by}); this sparsetorch reads schema {SCHEMA_VERSION}. "
                 "Use a new --dir."
             )
+        self._check_columns(path)
+
+    def _check_schema(self, path: Path, *, create: bool) -> tuple[int, str]:
+        """(schema version, version that created it); creates the schema only in an empty database.
+
+        Why refuse rather than add our tables: a database that already holds other tables is not
+        ours, and writing into it would damage someone else's file."""
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables and create:
+            from sparsetorch import __version__
+
+            for stmt in _SCHEMA.split(";"):
+                if stmt.strip():
+                    self._db.execute(stmt)
+            self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self._db.execute("INSERT INTO meta VALUES ('created_by', ?)", (__version__,))
+            tables = {"meta", "runs"}
+        row = None
+        if "meta" in tables:
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is None or not str(row[0]).isdigit():
+            raise BenchError(
+                f"{path} is not a sparsetorch bench store (no schema version; tables: "
+                f"{', '.join(sorted(tables)) or 'none'})"
+            )
+        by = self._db.execute("SELECT value FROM meta WHERE key = 'created_by'").fetchone()
+        return int(row[0]), str(by[0]) if by else "?"
+
+    def _check_columns(self, path: Path) -> None:
+        found = [r[1] for r in self._db.execute("PRAGMA table_info(runs)")]
+        if sorted(found) != sorted(_COLUMNS):
+            self.close()
+            raise BenchError(
+                f"{path} is not a sparsetorch bench store: its runs table has columns {found or 'none'}"
+            )
+
+    def _db_close_quietly(self) -> None:
+        db = getattr(self, "_db", None)
+        if db is not None:
+            db.close()
 
     def _set_wal(self) -> None:
         """WAL mode, retried: two processes creating one store at once can get "database is locked"
@@ -178,9 +229,9 @@ class Store:
         self.close()
 
     @contextmanager
-    def _tx(self) -> Iterator[None]:
+    def _tx(self, *, write: bool = True) -> Iterator[None]:
         # IMMEDIATE: take the write lock up front so a read-then-write is never interleaved.
-        self._db.execute("BEGIN IMMEDIATE")
+        self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         try:
             yield
         except BaseException:
@@ -291,10 +342,25 @@ class Store:
             if (status and d["status"] != status) or (wanted is not None and d["config_hash"] not in wanted):
                 continue
             for key in ("config", "metrics", "environment"):
-                d[key] = json.loads(d[key]) if d[key] else {}
+                d[key] = self._decoded(d, key)
             d.pop("owner")
             out.append(RunRecord(**d))
         return out
+
+    def _decoded(self, row: dict[str, Any], key: str) -> dict[str, Any]:
+        """A JSON column of `row` as a dict; BenchError naming the run when it is not one."""
+        try:
+            value = json.loads(row[key]) if row[key] else {}
+        except (TypeError, ValueError) as e:
+            raise BenchError(
+                f"{self.dir / DB_NAME}: run {row['config_hash']}: corrupt {key} JSON: {e}"
+            ) from None
+        if not isinstance(value, dict):
+            raise BenchError(
+                f"{self.dir / DB_NAME}: run {row['config_hash']}: {key} must be a JSON object, "
+                f"got {type(value).__name__}"
+            )
+        return value
 
     def counts(self) -> dict[str, int]:
         """`{status: number of runs}`."""

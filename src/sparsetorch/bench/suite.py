@@ -14,7 +14,11 @@
 
 Each experiment expands to methods x levels x seeds, where the levels are every sparsity under
 each unstructured / block pattern and each N:M pattern once (its sparsity is implied). `dense`
-runs once per seed. Every error names the file and line.
+runs once per seed. Everything is checked at load, before any run: the file is UTF-8 YAML, each
+field has its type (`budget` and `params` are mappings of plain values, `include` names suites,
+seeds fit NumPy), and each method's params are fields of its config (with "did you mean"); their
+values are checked by that config when the run creates the method. Every error is a `BenchError`
+naming the file (and the line where there is one).
 """
 
 from __future__ import annotations
@@ -100,24 +104,14 @@ def _load(path: Path, *, stack: tuple[Path, ...]) -> tuple[dict[str, Any], list[
     path = path.resolve()
     if path in stack:
         raise BenchError(f"{path}: include cycle: {' -> '.join(map(str, (*stack, path)))}")
-    try:
-        data = yaml.load(path.read_text(), Loader=_Loader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise BenchError(f"{where}: malformed YAML: {getattr(e, 'problem', e)}") from None
-    if not isinstance(data, dict):
-        raise BenchError(f"{path}:1: a suite is a mapping with 'experiments:', got {type(data).__name__}")
+    data = _parse(path)
     _unknown_keys(data, _SUITE_KEYS, path, "suite")
+    for key in ("name", "description"):
+        if key in data and not isinstance(data[key], str | int | float):
+            raise BenchError(f"{path}:{data['__line__']}: {key!r} must be text, got {data[key]!r}")
     runs: list[RunSpec] = []
-    includes = data.get("include", [])
-    for inc in [includes] if isinstance(includes, str) else includes:
-        target = Path(inc) if Path(inc).is_absolute() else path.parent / inc
-        if str(inc) in BUILTIN and not target.exists():
-            target = suite_path(inc)
-        if not target.is_file():
-            raise BenchError(f"{path}:{data['__line__']}: included suite {inc!r} not found")
-        runs += _load(target, stack=(*stack, path))[1]
+    for inc in _names(data.get("include", []), f"{path}:{data['__line__']}", "include"):
+        runs += _load(_included(inc, path, data["__line__"]), stack=(*stack, path))[1]
     experiments = data.get("experiments", [])
     if not isinstance(experiments, list):
         raise BenchError(f"{path}:{data['__line__']}: 'experiments' must be a list")
@@ -126,8 +120,50 @@ def _load(path: Path, *, stack: tuple[Path, ...]) -> tuple[dict[str, Any], list[
     return data, runs
 
 
+def _parse(path: Path) -> dict[str, Any]:
+    """The suite file as a mapping; BenchError naming the file (and line) when it is not one."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BenchError(f"{path}: not UTF-8 text (byte {e.start}: {e.object[e.start]:#04x})") from None
+    except OSError as e:
+        raise BenchError(f"{path}: cannot read the suite: {e.strerror or e}") from None
+    try:
+        data = yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise BenchError(f"{where}: malformed YAML: {getattr(e, 'problem', None) or e}") from None
+    except RecursionError:  # the YAML composer recurses once per nesting level
+        raise BenchError(f"{path}: malformed YAML: nested too deeply") from None
+    if not isinstance(data, dict):
+        raise BenchError(f"{path}:1: a suite is a mapping with 'experiments:', got {type(data).__name__}")
+    return data
+
+
+def _names(value: Any, where: str, what: str) -> list[str]:
+    """A name or a list of names (`include`), as a list of strings."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+        raise BenchError(f"{where}: {what!r} must be a suite name or a list of them, got {value!r}")
+    return names
+
+
+def _included(inc: str, path: Path, line: int) -> Path:
+    """The file an `include` entry names: relative to the including suite, else a built-in suite."""
+    try:
+        target = Path(inc) if Path(inc).is_absolute() else path.parent / inc
+        if inc in BUILTIN and not target.exists():
+            target = suite_path(inc)
+        if target.is_file():
+            return target
+    except (OSError, ValueError):  # e.g. a NUL byte or an over-long name
+        pass
+    raise BenchError(f"{path}:{line}: included suite {inc!r} not found")
+
+
 def _unknown_keys(d: dict[str, Any], known: set[str], path: Path, what: str) -> None:
-    extra = sorted(set(d) - known - {"__line__"})
+    extra = sorted(str(k) for k in set(d) - known - {"__line__"})
     if extra:
         raise BenchError(f"{path}:{d['__line__']}: unknown {what} key(s) {extra}; known: {sorted(known)}")
 
@@ -148,10 +184,11 @@ def _expand(exp: Any, suite: dict[str, Any], path: Path) -> list[RunSpec]:
         task = TASKS.get(str(exp["task"]))
     except KeyError as e:
         raise BenchError(f"{where}: {e.args[0]}") from None
-    budget = {k: v for k, v in (exp.get("budget") or {}).items() if k != "__line__"}
+    budget = _mapping(exp.get("budget"), where, "budget")
     seeds = _listify(exp.get("seeds", suite.get("seeds", [0])))
-    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise BenchError(f"{where}: seeds must be integers, got {seeds}")
+    # NumPy seeds the run with it, and it takes 0 <= seed < 2**32
+    if not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**32 for s in seeds):
+        raise BenchError(f"{where}: seeds must be integers in [0, 2**32), got {seeds}")
     try:
         patterns = [str(p) for p in _listify(exp.get("patterns", ["unstructured"]))]
         parsed = [parse_pattern(p) for p in patterns]
@@ -192,14 +229,40 @@ def _float(value: Any, where: str) -> float | None:
     return float(value)
 
 
+def _plain(value: Any, where: str, what: str) -> Any:
+    """`value` as plain JSON data (what a config hash can hold), with our `__line__` keys dropped."""
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise BenchError(f"{where}: the keys of {what} must be names, got {sorted(map(repr, value))}")
+        return {k: _plain(v, where, what) for k, v in value.items() if k != "__line__"}
+    if isinstance(value, list):
+        return [_plain(v, where, what) for v in value]
+    if value is None or isinstance(value, str | bool | int | float):
+        return value
+    raise BenchError(f"{where}: {what} holds a {type(value).__name__} ({value!r}); use numbers, text, lists")
+
+
+def _mapping(value: Any, where: str, what: str) -> dict[str, Any]:
+    """An optional mapping field (`budget`, `params`) as a plain dict; BenchError when it is not one."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise BenchError(f"{where}: {what!r} must be a mapping (key: value), got {value!r}")
+    return _plain(value, where, what)
+
+
 def _method(m: Any, exp: dict[str, Any], where: str) -> tuple[str, dict[str, Any]]:
-    shared = {k: v for k, v in (exp.get("params") or {}).items() if k != "__line__"}
+    shared = _mapping(exp.get("params"), where, "params")
     if isinstance(m, str):
         return m, {} if m == DENSE else shared
     if isinstance(m, dict) and "name" in m:
-        own = {k: v for k, v in (m.get("params") or {}).items() if k != "__line__"}
+        own = _mapping(m.get("params"), where, "params")
         _unknown = set(m) - {"name", "params", "__line__"}
         if _unknown:
-            raise BenchError(f"{where}: unknown method key(s) {sorted(_unknown)}; known: ['name', 'params']")
+            raise BenchError(
+                f"{where}: unknown method key(s) {sorted(map(str, _unknown))}; known: ['name', 'params']"
+            )
+        if not isinstance(m["name"], str):
+            raise BenchError(f"{where}: a method's name is text, got {m['name']!r}")
         return str(m["name"]), {**shared, **own}
     raise BenchError(f"{where}: a method is a name or {{name: ..., params: {{...}}}}, got {m!r}")

@@ -10,11 +10,13 @@ Linear in the most compact format that its mask allows and multiplies with numba
     >>> sparsetorch.kernels.save_compiled(model, "m.safetensors")
     >>> sparsetorch.kernels.decompile(model)          # the masked model again
 
-See `formats` (bitmask, CSR, N:M, block) and `validate` (fits, build, checks), `cpu` (the products,
-backends; numba kernels in `_portable` / `_avx512` over `simd` / `simd_x86`), `module` (`SparseLinear`
-and the training fallback), `compile` and `swap` (layer swaps), `autotune` (the cached
-measurements), `timing` (interleaved wall-clock timing), `cuda`, and `gather` (the numba kernels of
-the activation-sparse FFN, `sparsetorch.activations.gather`).
+See `formats` (bitmask, CSR, N:M, block), `validate` (fits, build, checks) and `invariants` (the
+index invariants every checkpoint must keep), `cpu` (the products, backends; numba kernels in
+`_portable` / `_avx512` over `simd` / `simd_x86`), `module` (`SparseLinear`, the training fallback,
+the all-or-nothing cast guard), `compile` and `swap` (layer swaps), `checkpoint` (compact
+checkpoints: validated, then loaded as a transaction), `autotune` (the cached measurements),
+`timing` (interleaved wall-clock timing), `cuda`, and `gather` (the numba kernels of the
+activation-sparse FFN, `sparsetorch.activations.gather`).
 
 `to_dense(model)` gives a plain dense model back (`decompile`, then `masks.squash`); the old name
 `kernels.squash` is a deprecated alias.

@@ -10,48 +10,42 @@ dense (still as a `SparseLinear` of format `dense`, which runs `F.linear` and re
 mask) when no format beats dense at every requested batch size. Masked Conv layers are left as
 they are (their masks still apply).
 
-Compact checkpoints (`save_compiled` / `load_compiled`) are safetensors files holding the
-compressed tensors under `<module fqn>.<field>`, the rest of the model as plain tensors and
-masks (as `masks.save` writes them), and a JSON header describing each compressed layer.
+Compact checkpoints (`save_compiled` / `load_compiled`) live in `checkpoint.py` and are
+re-exported here.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import warnings
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
-from sparsetorch._io import atomic_path
 from sparsetorch.kernels import autotune
 from sparsetorch.kernels.autotune import Candidate
+from sparsetorch.kernels.checkpoint import COMPILED_KEY, load_compiled, save_compiled
 from sparsetorch.kernels.formats import Format
-from sparsetorch.kernels.module import SparseLinear
-from sparsetorch.kernels.swap import format_for, set_submodule
-from sparsetorch.kernels.validate import fits, from_tensors
-from sparsetorch.masks import (
-    FORMAT,
-    FORMAT_VERSION,
-    MASK_PREFIX,
-    attach,
-    copy_plain_state,
-    get_masks,
-    mask_of,
-    named_weights,
-    patterns_of,
-    plain_state,
-    read_checkpoint,
-    weights_by_fqn,
-)
+from sparsetorch.kernels.module import SparseLinear, check_threads, guard_casts
+from sparsetorch.kernels.swap import format_for, set_submodule, sparse_layers
+from sparsetorch.kernels.validate import fits
+from sparsetorch.masks import attach, get_masks, patterns_of, weights_by_fqn
 from sparsetorch.masks import squash as squash_masks
 from sparsetorch.patterns import NM, Block, Pattern, parse_pattern
 
-COMPILED_KEY = "sparsetorch_compiled"
+__all__ = [
+    "COMPILED_KEY",
+    "auto_candidates",
+    "compile",
+    "compression",
+    "decompile",
+    "load_compiled",
+    "parse_format",
+    "save_compiled",
+    "sparse_layers",
+    "squash",
+    "to_dense",
+]
 
 
 def parse_format(spec: str | Candidate, pattern: Pattern | None = None) -> Candidate:
@@ -127,9 +121,12 @@ def compile(
         use_cache: read and write the autotune cache (`autotune.cache_path()`).
 
     Raises:
-        ValueError: a requested format that does not fit a layer's mask, or a layer not on the CPU.
-        TypeError: a layer that is not float32.
+        ValueError: a requested format that does not fit a layer's mask, or a layer not on the CPU;
+            `threads` not an integer >= 1. The model is unchanged when anything is raised.
+        TypeError: a layer that is not float32; `formats` neither a string nor a mapping of strings.
     """
+    threads = check_threads(threads)
+    _check_formats(formats)
     attached = get_masks(model)
     if not attached:
         warnings.warn(
@@ -144,48 +141,66 @@ def compile(
     patterns = patterns_of(model)
     batches = [1, 64] if batch is None else [batch] if isinstance(batch, int) else list(batch)
     lookup = weights_by_fqn(model)
-    plan: list[tuple[str, nn.Linear, SparseLinear]] = []
+    plan: list[tuple[str, SparseLinear]] = []
     for fqn, mask in attached.items():
         module, name = lookup[fqn]
-        if not isinstance(module, nn.Linear) or name != "weight":
-            continue
-        weight = module.weight.detach()
-        if weight.device.type != "cpu":
-            raise ValueError(f"sparsetorch.compile runs on CPU; layer {fqn!r} is on {weight.device}")
-        if weight.dtype != torch.float32:
-            raise TypeError(f"sparsetorch.compile needs float32 layers; {fqn!r} is {weight.dtype}")
-        pattern = patterns.get(fqn)
-        spec = format_for(formats, fqn)
-        if spec == "auto":
-            cands = [autotune.DENSE, *auto_candidates(mask, pattern)]
-            choice = autotune.choose(
-                weight,
-                mask,
-                cands,
-                batches=batches,
-                threads=threads,
-                pattern=str(pattern),
-                use_cache=use_cache,
-            )
-            cand = choice.candidate
-        else:
-            cand = parse_format(spec, pattern)
-            why = fits(cand.fmt, mask, pattern, **dict(cand.options))
-            if why is not None:
-                raise ValueError(f"format {cand.label!r} does not fit layer {fqn!r}: {why}")
-            choice = None
-        fmt = cand.build(weight, mask)
-        sparse = SparseLinear(fmt, module.bias, threads=threads, pattern=str(pattern or "unstructured"))
-        sparse.autotune = choice
-        plan.append((fqn.rpartition(".")[0], module, sparse))
-    for module_fqn, _, sparse in plan:
+        if isinstance(module, nn.Linear) and name == "weight":
+            spec = format_for(formats, fqn)
+            tune = {"batches": batches, "threads": threads, "use_cache": use_cache}
+            plan.append((fqn.rpartition(".")[0], _sparse(fqn, module, mask, patterns.get(fqn), spec, **tune)))
+    for module_fqn, sparse in plan:
         set_submodule(model, module_fqn, sparse)
+    guard_casts(model)
     return model
 
 
-def sparse_layers(model: nn.Module) -> dict[str, SparseLinear]:
-    """`{module fqn: SparseLinear}` of a compiled model."""
-    return {n: m for n, m in model.named_modules() if isinstance(m, SparseLinear)}
+def _sparse(
+    fqn: str,
+    module: nn.Linear,
+    mask: Tensor,
+    pattern: Pattern | None,
+    spec: str,
+    *,
+    batches: list[int],
+    threads: int | None,
+    use_cache: bool,
+) -> SparseLinear:
+    """The `SparseLinear` for one masked Linear: format `spec`, or the measured best for `"auto"`."""
+    weight = module.weight.detach()
+    if weight.device.type != "cpu":
+        raise ValueError(f"sparsetorch.compile runs on CPU; layer {fqn!r} is on {weight.device}")
+    if weight.dtype != torch.float32:
+        raise TypeError(f"sparsetorch.compile needs float32 layers; {fqn!r} is {weight.dtype}")
+    choice = None
+    if spec == "auto":
+        cands = [autotune.DENSE, *auto_candidates(mask, pattern)]
+        choice = autotune.choose(
+            weight, mask, cands, batches=batches, threads=threads, pattern=str(pattern), use_cache=use_cache
+        )
+        cand = choice.candidate
+    else:
+        cand = parse_format(spec, pattern)
+        why = fits(cand.fmt, mask, pattern, **dict(cand.options))
+        if why is not None:
+            raise ValueError(f"format {cand.label!r} does not fit layer {fqn!r}: {why}")
+    sparse = SparseLinear(
+        cand.build(weight, mask), module.bias, threads=threads, pattern=str(pattern or "unstructured")
+    )
+    sparse.autotune = choice
+    return sparse
+
+
+def _check_formats(formats: object) -> None:
+    """`formats` is a string or a `{glob: format}` mapping of strings (or `Candidate`s)."""
+    if isinstance(formats, str):
+        return
+    if not isinstance(formats, Mapping):
+        raise TypeError(
+            f"formats must be 'auto', a format name or a {{glob: format}} mapping, got {type(formats).__name__}"
+        )
+    for glob, spec in formats.items():
+        if not isinstance(glob, str) or not isinstance(spec, str | Candidate):
+            raise TypeError(f"formats must map glob strings to format names, got {glob!r}: {spec!r}")
 
 
 def decompile(model: nn.Module) -> nn.Module:
@@ -211,141 +226,8 @@ def decompile(model: nn.Module) -> nn.Module:
         new_patterns[f"{fqn}.weight"] = sparse.pattern
     if new_masks:
         attach(model, new_masks, patterns=new_patterns)
+    guard_casts(model)  # no SparseLinear left: casts are plain again
     return model
-
-
-# --- compact checkpoints ------------------------------------------------------------------------
-
-
-def save_compiled(
-    model: nn.Module, path: str | os.PathLike, *, metadata: dict[str, str] | None = None
-) -> Path:
-    """Write a compiled model to safetensors: compressed tensors as stored, never pickled."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    layers = sparse_layers(model)
-    tensors: dict[str, Tensor] = {}
-    for key, value in plain_state(model).items():
-        tensors[key] = value.detach().contiguous().cpu().clone()
-    for fqn, mask in get_masks(model).items():
-        tensors[MASK_PREFIX + fqn] = mask.detach().contiguous().cpu()
-    header = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "patterns": json.dumps({k: str(v) for k, v in patterns_of(model).items()}),
-        COMPILED_KEY: json.dumps(
-            {
-                fqn: {"meta": m.meta, "pattern": m.pattern, "bias": m.bias is not None, "fields": m._fields}
-                for fqn, m in layers.items()
-            }
-        ),
-        **(metadata or {}),
-    }
-    with atomic_path(path) as tmp:
-        save_file(tensors, tmp, metadata=header)
-    return path
-
-
-def load_compiled(path: str | os.PathLike, model: nn.Module, *, threads: int | None = None) -> nn.Module:
-    """Load a `save_compiled` file into `model` (the same architecture, compiled or not), in place.
-
-    Everything is read and checked before the model is touched.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: a corrupt or truncated file, a file that is not a compiled checkpoint, or one
-            that does not fit `model`.
-    """
-    tensors, metadata = read_checkpoint(path)
-    where = f"checkpoint {str(path)!r}"
-    try:
-        layers = json.loads(metadata[COMPILED_KEY])
-        pattern_map = json.loads(metadata.get("patterns") or "{}")
-        if not isinstance(layers, dict):
-            raise TypeError("layers")
-    except (KeyError, TypeError, json.JSONDecodeError) as err:
-        raise ValueError(
-            f"{where} is not a compiled sparsetorch checkpoint (bad '{COMPILED_KEY}' header)"
-        ) from err
-    built, used = _build_layers(layers, tensors, model, where=where, threads=threads)
-    rest = {k: v for k, v in tensors.items() if k not in used}
-    mask_tensors = {k[len(MASK_PREFIX) :]: v for k, v in rest.items() if k.startswith(MASK_PREFIX)}
-    plain = {k: v for k, v in rest.items() if not k.startswith(MASK_PREFIX)}
-    _check_rest(model, built, plain, mask_tensors, where=where)
-
-    for fqn, sparse in built.items():
-        set_submodule(model, fqn, sparse)
-    # Non-compiled masks: drop the old ones, attach the file's, copy the plain tensors.
-    for fqn, module, name in list(named_weights(model)):
-        if mask_of(module, name) is not None and fqn not in mask_tensors:
-            parametrize.remove_parametrizations(module, name, leave_parametrized=True)
-    if mask_tensors:
-        attach(model, mask_tensors, patterns={k: pattern_map.get(k, "unstructured") for k in mask_tensors})
-    copy_plain_state(model, plain)
-    return model
-
-
-def _build_layers(
-    layers: dict, tensors: dict[str, Tensor], model: nn.Module, *, where: str, threads: int | None
-) -> tuple[dict[str, SparseLinear], set[str]]:
-    """The `SparseLinear` of each compressed layer in the header, checked against `model`, and the
-    tensor keys they consumed."""
-    built: dict[str, SparseLinear] = {}
-    used: set[str] = set()
-    for fqn, info in layers.items():
-        try:
-            meta, fields = dict(info["meta"]), list(info["fields"])
-            found = {f: tensors[f"{fqn}.{f}"] for f in fields}
-            fmt = from_tensors(meta, found)
-            bias = tensors[f"{fqn}.bias"] if info["bias"] else None
-        except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise ValueError(f"{where}: compressed layer {fqn!r} is corrupt or incomplete: {err}") from err
-        if bias is not None and tuple(bias.shape) != (fmt.shape[0],):
-            raise ValueError(f"{where}: bias of {fqn!r} has shape {tuple(bias.shape)}")
-        try:
-            target = model.get_submodule(fqn)
-        except AttributeError as err:
-            raise ValueError(f"{where}: model has no module {fqn!r}") from err
-        if (
-            not isinstance(target, nn.Linear | SparseLinear)
-            or (target.out_features, target.in_features) != fmt.shape
-        ):
-            raise ValueError(f"{where}: module {fqn!r} is not a Linear of shape {fmt.shape}")
-        built[fqn] = SparseLinear(
-            fmt, bias, threads=threads, pattern=str(info.get("pattern", "unstructured"))
-        )
-        used |= {f"{fqn}.{f}" for f in fields} | ({f"{fqn}.bias"} if bias is not None else set())
-    return built, used
-
-
-def _check_rest(
-    model: nn.Module,
-    built: dict[str, SparseLinear],
-    plain: dict[str, Tensor],
-    mask_tensors: dict[str, Tensor],
-    *,
-    where: str,
-) -> None:
-    """The file's tensors outside the compressed layers fit what `model` holds once they are swapped in."""
-    skip = {f"{fqn}." for fqn in built}
-    expected = {k: v for k, v in plain_state(model).items() if not any(k.startswith(s) for s in skip)}
-    for fqn in built:  # a Linear being replaced no longer holds weight/bias
-        expected.pop(f"{fqn}.weight", None)
-        expected.pop(f"{fqn}.bias", None)
-    missing, unexpected = sorted(set(expected) - set(plain)), sorted(set(plain) - set(expected))
-    if missing or unexpected:
-        raise ValueError(
-            f"{where} does not fit {type(model).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    for k, v in plain.items():
-        if v.shape != expected[k].shape:
-            raise ValueError(
-                f"{where}: {k!r} has shape {tuple(v.shape)}, model expects {tuple(expected[k].shape)}"
-            )
-    for fqn, m in mask_tensors.items():
-        if m.dtype != torch.bool or fqn not in plain or m.shape != plain[fqn].shape:
-            raise ValueError(f"{where}: mask for {fqn!r} is not a bool mask of a stored weight")
 
 
 def compression(model: nn.Module) -> dict[str, dict[str, object]]:

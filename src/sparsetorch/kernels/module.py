@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sparsetorch._checks import check_int
 from sparsetorch.kernels import cpu
 from sparsetorch.kernels.formats import Dense, Format, NMPacked
 
@@ -67,8 +68,12 @@ class SparseLinear(nn.Module):
     Args:
         fmt: the compressed weight (float32, CPU).
         bias: optional bias `(out,)`.
-        threads: kernel threads (None: `torch.get_num_threads()` at each call).
+        threads: kernel threads, an int >= 1 (None: `torch.get_num_threads()` at each call).
         pattern: the mask's recorded pattern, for `decompile`.
+
+    Moves and casts (`.double()`, `.half()`, `.to(...)`, `.cuda()`) are refused: the kernels run
+    float32 on the CPU. A model holding these layers is guarded by `guard_casts` so that the
+    refusal comes before any of its layers changes.
     """
 
     def __init__(
@@ -83,7 +88,7 @@ class SparseLinear(nn.Module):
         self.format_name = fmt.name
         self.meta = {k: v for k, v in fmt.meta().items()}
         self.in_features, self.out_features = fmt.shape[1], fmt.shape[0]
-        self.threads = threads
+        self.threads = check_threads(threads)
         self.pattern = pattern
         value_field = _value_field(fmt)
         self._fields = list(fmt.tensors())
@@ -150,15 +155,7 @@ class SparseLinear(nn.Module):
         )
 
     def _apply(self, fn, recurse=True):
-        # Only float32 CPU is supported: refuse a move or cast instead of failing in the kernel.
-        probe = fn(torch.zeros(1))
-        if probe.device.type != "cpu":
-            raise ValueError(
-                f"SparseLinear runs on the CPU; got a move to {probe.device}. Use sparsetorch.kernels.decompile "
-                "first (CUDA 2:4 / BSR paths: sparsetorch.kernels.cuda)"
-            )
-        if probe.dtype != torch.float32:
-            raise TypeError(f"SparseLinear stores float32; got a cast to {probe.dtype}. Decompile first.")
+        refuse_cast(fn)  # only float32 CPU: refuse a move or cast instead of failing in the kernel
         self._reset()
         return super()._apply(fn, recurse)
 
@@ -182,3 +179,58 @@ def from_tensors_unchecked(meta: dict, tensors: dict[str, Tensor]) -> Format:
         else:
             kwargs[f.name] = meta[f.name]
     return cls(**kwargs)
+
+
+def check_threads(threads: object) -> int | None:
+    """`threads` if it is None or an int >= 1 (not a bool), else a ValueError naming it."""
+    return None if threads is None else check_int("threads", threads, minimum=1)
+
+
+def refuse_cast(fn) -> None:
+    """Raise if `fn` (what `nn.Module._apply` maps over tensors) would move or cast a float32 CPU tensor.
+
+    Raises:
+        ValueError: a move off the CPU.
+        TypeError: a cast to another dtype.
+    """
+    probe = fn(torch.zeros(1))
+    if probe.device.type != "cpu":
+        raise ValueError(
+            f"SparseLinear runs on the CPU; got a move to {probe.device}. Use sparsetorch.kernels.decompile "
+            "first (CUDA 2:4 / BSR paths: sparsetorch.kernels.cuda)"
+        )
+    if probe.dtype != torch.float32:
+        raise TypeError(f"SparseLinear stores float32; got a cast to {probe.dtype}. Decompile first.")
+
+
+class _CastGuard:
+    """`_apply` of a module holding `SparseLinear` layers: refuse a cast before any layer changes.
+
+    Why: `nn.Module._apply` casts children one after another, so a `SparseLinear` refusing on
+    its own would leave the layers before it cast (a half-cast model). Holds the module strongly
+    (pickle and deepcopy follow the cycle), importable by name so a pickled model loads back.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+
+    def __call__(self, fn, recurse: bool = True):
+        if recurse and any(isinstance(m, SparseLinear) for m in self.module.modules()):
+            refuse_cast(fn)
+        return type(self.module)._apply(self.module, fn, recurse)
+
+
+def guard_casts(model: nn.Module) -> None:
+    """Put a `_CastGuard` on every module that holds a `SparseLinear` (below it), remove it elsewhere."""
+    every = dict(model.named_modules(remove_duplicate=False))  # a shared layer: each of its parents
+    holders: set[int] = set()
+    for fqn, module in every.items():
+        if isinstance(module, SparseLinear):
+            parts = fqn.split(".") if fqn else []
+            holders |= {id(every[".".join(parts[:i])]) for i in range(len(parts))}
+    for module in every.values():
+        guarded = isinstance(module.__dict__.get("_apply"), _CastGuard)
+        if id(module) in holders and not guarded:
+            object.__setattr__(module, "_apply", _CastGuard(module))
+        elif id(module) not in holders and guarded:
+            object.__delattr__(module, "_apply")

@@ -1,5 +1,5 @@
-"""What `compile` shares between its CPU and CUDA paths: the format each layer asks for, and the
-in-place swap of one submodule for another.
+"""What `compile` shares between its CPU and CUDA paths and the checkpoints: the format each layer
+asks for, the in-place swap of one submodule for another, and the compiled layers of a model.
 
 Why a module of its own: `compile` (CPU) hands CUDA models to `cuda.compile`, and both read the
 same `formats=` argument and swap layers the same way; kept here, neither imports the other's
@@ -12,6 +12,8 @@ import fnmatch
 from collections.abc import Mapping
 
 from torch import nn
+
+from sparsetorch.kernels.module import SparseLinear
 
 
 def format_for(formats: str | Mapping[str, str], fqn: str) -> str:
@@ -30,3 +32,8 @@ def set_submodule(model: nn.Module, fqn: str, new: nn.Module) -> None:
     parent_fqn, _, child = fqn.rpartition(".")
     parent = model.get_submodule(parent_fqn) if parent_fqn else model
     setattr(parent, child, new)
+
+
+def sparse_layers(model: nn.Module) -> dict[str, SparseLinear]:
+    """`{module fqn: SparseLinear}` of a compiled model."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, SparseLinear)}

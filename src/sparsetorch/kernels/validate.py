@@ -7,10 +7,8 @@ apart keeps the format definitions short.
 
 from __future__ import annotations
 
-import math
 from dataclasses import fields
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -25,7 +23,10 @@ from sparsetorch.kernels.formats import (
     Format,
     NMPacked,
 )
-from sparsetorch.patterns import NM, Block, Pattern
+from sparsetorch.kernels.invariants import CHECKS, Need, check_row_ptr
+from sparsetorch.patterns import NM, Block, Channel, Pattern, check
+
+MAX_DIM = 2**31 - 1  # the kernels index rows, columns and stored values with int32
 
 
 def fits(fmt: str, mask: Tensor, pattern: Pattern | None = None, **options: int) -> str | None:
@@ -61,84 +62,114 @@ def build(fmt: str, weight: Tensor, mask: Tensor | None = None, **options: int) 
     return FORMATS[fmt].from_dense(weight, mask, **options)
 
 
+def _header_int(value: object, key: str, name: str) -> int:
+    """A header integer: JSON ints only (no bools, floats or strings), within what int32 indexes."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DIM:
+        raise ValueError(f"{name} format field {key!r} must be an integer in [0, {MAX_DIM}], got {value!r}")
+    return value
+
+
 def from_tensors(meta: dict, tensors: dict[str, Tensor]) -> Format:
-    """Rebuild a format from `meta()` and `tensors()` (a checkpoint), validating shapes.
+    """Rebuild a format from `meta()` and `tensors()` (a checkpoint), validating everything.
+
+    The header is read strictly (integers only, exactly the format's fields), then `validate`
+    checks every size, dtype and index invariant before any kernel sees the tensors.
 
     Raises:
-        ValueError: unknown format, missing tensors or inconsistent sizes.
+        ValueError: unknown format, missing or unexpected fields, inconsistent sizes or indices.
     """
     name = meta.get("format")
-    if name not in FORMATS:
+    if not isinstance(name, str) or name not in FORMATS:
         raise ValueError(f"unknown format {name!r} in checkpoint")
     cls = FORMATS[name]
-    kwargs: dict = {}
+    shape = meta.get("shape")
+    if not isinstance(shape, list | tuple) or len(shape) != 2:
+        raise ValueError(f"{name} format needs a 2-D shape, got {shape!r}")
+    kwargs: dict = {"shape": tuple(_header_int(s, "shape", name) for s in shape)}
+    tensor_fields = {f.name for f in fields(cls) if f.name != "shape" and f.type == "Tensor"}
+    if set(tensors) != tensor_fields:
+        raise ValueError(
+            f"{name} format stores {sorted(tensor_fields)}, the checkpoint has {sorted(tensors)}"
+        )
     for f in fields(cls):
-        if f.name == "shape":
-            kwargs["shape"] = tuple(int(s) for s in meta["shape"])
-        elif f.name in tensors:
+        if f.name in tensors:
             kwargs[f.name] = tensors[f.name]
-        elif f.name in meta:
-            kwargs[f.name] = int(meta[f.name])
-        else:
-            raise ValueError(f"{name} format is missing {f.name!r}")
+        elif f.name != "shape":
+            if f.name not in meta:
+                raise ValueError(f"{name} format is missing {f.name!r}")
+            kwargs[f.name] = _header_int(meta[f.name], f.name, name)
     fmt = cls(**kwargs)
     validate(fmt)
     return fmt
 
 
 def validate(fmt: Format) -> None:
-    """Check internal consistency (sizes, index ranges) so kernels never read out of bounds."""
-    out, inp = fmt.shape
+    """Check every size, dtype and index invariant a kernel relies on (see `invariants`).
+
+    Raises:
+        ValueError: naming the format, its shape and the first broken invariant.
+    """
 
     def need(cond: bool, what: str) -> None:
         if not cond:
             raise ValueError(f"corrupt {fmt.name} format for shape {fmt.shape}: {what}")
 
     for k, t in fmt.tensors().items():
+        need(isinstance(t, Tensor), f"{k} must be a tensor")
         need(t.device.type == "cpu" and t.is_contiguous(), f"{k} must be a contiguous CPU tensor")
-    if isinstance(fmt, Bitmask | CSR | BlockSparse):
-        rows = out if not isinstance(fmt, BlockSparse) else out // max(fmt.bh, 1)
-        need(fmt.row_ptr.dtype == torch.int32 and fmt.row_ptr.numel() == rows + 1, "row_ptr size")
-        need(int(fmt.row_ptr[0]) == 0 and bool((fmt.row_ptr[1:] >= fmt.row_ptr[:-1]).all()), "row_ptr order")
+    _check_sizes(fmt, need)
+    CHECKS[type(fmt)](fmt, need)
+
+
+def _check_sizes(fmt: Format, need: Need) -> None:
+    """Exact shapes and dtypes of every stored tensor, from the declared shape and row pointers."""
+    out, inp = fmt.shape
     if isinstance(fmt, Dense):
         need(fmt.weight.dtype == torch.float32 and tuple(fmt.weight.shape) == (out, inp), "weight shape")
-        need(fmt.mask_bits.numel() == math.ceil(out * inp / 8), "mask size")
+        need(fmt.mask_bits.dtype == torch.uint8, "mask_bits dtype")
+        need(tuple(fmt.mask_bits.shape) == (-(-out * inp // 8),), "mask size")
     elif isinstance(fmt, Bitmask):
-        need(tuple(fmt.bits.shape) == (out, math.ceil(inp / CHUNK)) and fmt.bits.dtype == torch.int16, "bits")
+        check_row_ptr(fmt.row_ptr, out, need)
+        need(tuple(fmt.bits.shape) == (out, -(-inp // CHUNK)) and fmt.bits.dtype == torch.int16, "bits")
         need(fmt.values.dtype == torch.float32, "values dtype")
-        need(fmt.values.numel() == int(fmt.row_ptr[-1]) + PAD, "values size")
-        counts = fmt.chunk_counts().sum(1)
-        need(torch.equal(counts, (fmt.row_ptr[1:] - fmt.row_ptr[:-1]).to(torch.int64)), "row counts")
-        if inp % CHUNK and out:
-            tail = fmt.bits.numpy().view(np.uint16)[:, -1] >> (inp % CHUNK)
-            need(not tail.any(), "bits beyond the last column")
+        need(tuple(fmt.values.shape) == (int(fmt.row_ptr[-1]) + PAD,), "values size")
     elif isinstance(fmt, CSR):
         need(fmt.index_bits in (16, 32), "index_bits")
+        need(fmt.index_bits == 32 or inp <= 65536, "16-bit columns for more than 65536 inputs")
+        check_row_ptr(fmt.row_ptr, out, need)
         want = torch.int16 if fmt.index_bits == 16 else torch.int32
-        need(fmt.cols.dtype == want and fmt.cols.numel() == int(fmt.row_ptr[-1]), "cols")
-        need(
-            fmt.values.dtype == torch.float32 and fmt.values.numel() == fmt.cols.numel() + PAD, "values size"
-        )
-        if fmt.cols.numel():
-            c = fmt.col_index()
-            need(int(c.min()) >= 0 and int(c.max()) < inp, "column index out of range")
+        need(fmt.cols.dtype == want and tuple(fmt.cols.shape) == (int(fmt.row_ptr[-1]),), "cols")
+        need(fmt.values.dtype == torch.float32, "values dtype")
+        need(tuple(fmt.values.shape) == (fmt.cols.numel() + PAD,), "values size")
     elif isinstance(fmt, NMPacked):
-        NM(fmt.n, fmt.m)
+        need(0 < fmt.n < fmt.m <= 256, "N:M sizes need 0 < n < m <= 256")
         need(inp % fmt.m == 0, "in not divisible by m")
         k = inp // fmt.m * fmt.n
-        per = 32 // fmt.bits
         need(tuple(fmt.values.shape) == (out, k) and fmt.values.dtype == torch.float32, "values shape")
-        need(tuple(fmt.index.shape) == (out, math.ceil(k / per)) and fmt.index.dtype == torch.int32, "index")
-        if fmt.values.numel():
-            cols = fmt.columns()
-            need(int(cols.max()) < inp, "position out of range")
-        need(
-            fmt.pad.dtype == torch.int64 and bool(((fmt.pad >= 0) & (fmt.pad < max(out * k, 1))).all()), "pad"
-        )
+        words = -(-k // (32 // fmt.bits))
+        need(tuple(fmt.index.shape) == (out, words) and fmt.index.dtype == torch.int32, "index")
     elif isinstance(fmt, BlockSparse):
         need(fmt.bh > 0 and fmt.bw > 0 and out % fmt.bh == 0 and inp % fmt.bw == 0, "block size")
+        check_row_ptr(fmt.row_ptr, out // fmt.bh, need)
         nb = int(fmt.row_ptr[-1])
         need(tuple(fmt.values.shape) == (nb, fmt.bh, fmt.bw) and fmt.values.dtype == torch.float32, "values")
-        need(fmt.block_cols.dtype == torch.int32 and fmt.block_cols.numel() == nb, "block_cols")
-        if nb:
-            need(int(fmt.block_cols.min()) >= 0 and int(fmt.block_cols.max()) < inp // fmt.bw, "block col")
+        need(fmt.block_cols.dtype == torch.int32 and tuple(fmt.block_cols.shape) == (nb,), "block_cols")
+
+
+def conforms(mask: Tensor, pattern: Pattern) -> str | None:
+    """Why a 2-D `mask` breaks its recorded `pattern`, or None when it keeps to it."""
+    try:
+        check(tuple(mask.shape), pattern, name="mask")
+    except ValueError as err:
+        return str(err)
+    if mask.dim() != 2:  # conv masks: only the tiling above (their groups follow `pruning`'s reshape)
+        return None
+    if isinstance(pattern, NM):
+        return fits("nm", mask, n=pattern.n, m=pattern.m)
+    if isinstance(pattern, Block):
+        return fits("block", mask, bh=pattern.h, bw=pattern.w)
+    if isinstance(pattern, Channel):  # `check` made sure dim is 0 or 1
+        other = 1 - pattern.dim
+        if not torch.equal(mask.any(other), mask.all(other)):
+            return f"mask is not {pattern} (a slice is partly kept)"
+    return None

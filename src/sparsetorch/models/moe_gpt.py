@@ -239,7 +239,7 @@ def _moe_gpt_tiny(**config: Any) -> MoEGPT:
     moe_fields = set(MoEGPTConfig.__dataclass_fields__) - {"gpt"}
     moe = {k: v for k, v in config.items() if k in moe_fields}
     gpt = GPTConfig(**{k: v for k, v in config.items() if k not in moe_fields})
-    moe.setdefault("seed", int(torch.randint(2**31 - 1, ())))
+    moe.setdefault("seed", int(torch.randint(2**31 - 1, (), device="cpu")))  # also when built on "meta"
     return MoEGPT(MoEGPTConfig(gpt=gpt, **moe))
 
 

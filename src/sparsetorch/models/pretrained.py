@@ -36,6 +36,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from sparsetorch._io import atomic_path
+from sparsetorch.errors import SparsetorchError
 from sparsetorch.evaluation import classification_metrics
 from sparsetorch.models.registry import create_model
 from sparsetorch.registry import Registry
@@ -120,7 +121,7 @@ RECIPES.register("lenet-5", ClassifierRecipe(model="lenet-5", epochs=2))
 RECIPES.register("gpt-tiny", LMRecipe(model="gpt-tiny"))
 
 
-class CorruptCacheError(RuntimeError):
+class CorruptCacheError(SparsetorchError, RuntimeError):
     """A cached reference model cannot be read or does not fit its model; delete it to retrain."""
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import operator
 import resource
 import time
 from collections.abc import Iterable
@@ -14,7 +16,17 @@ from torch import nn
 from sparsetorch import allocation
 from sparsetorch.accounting import SparsityReport, report
 from sparsetorch.masks import attach, named_weights, resolve_targets
-from sparsetorch.patterns import NM, Pattern, Unstructured, check, parse_pattern, select
+from sparsetorch.patterns import (
+    NM,
+    Block,
+    Channel,
+    Pattern,
+    Unstructured,
+    check,
+    n_pruned,
+    parse_pattern,
+    select,
+)
 from sparsetorch.pruning.base import PRUNERS, OneShotPruner
 from sparsetorch.pruning.calibration import as_matrix, from_matrix
 from sparsetorch.pruning.calibration_data import calibration_batches
@@ -102,8 +114,40 @@ def _layer_sparsities(
         return {}  # filled from the scores in `_global`
     if not isinstance(pattern, Unstructured) or pruner.group == "row":
         # N:M, blocks, channels and per-row methods count per group: the nominal sparsity each.
-        return dict.fromkeys(shapes, sparsity)
-    return allocation.ALLOCATIONS.get(distribution)({f: tuple(s) for f, s in shapes.items()}, sparsity)
+        per_layer = dict.fromkeys(shapes, sparsity)
+    else:
+        per_layer = allocation.ALLOCATIONS.get(distribution)(
+            {f: tuple(s) for f, s in shapes.items()}, sparsity
+        )
+    _check_keeps_some(shapes, pattern, per_layer, pruner.group, sparsity)
+    return per_layer
+
+
+def _keep_groups(shape: torch.Size, pattern: Pattern, group: str) -> tuple[int, str] | None:
+    """How many units one comparison group of a weight holds under `pattern`, and their name."""
+    if isinstance(pattern, Unstructured):
+        numel = shape.numel()
+        return (numel // shape[0], "weight in each row") if group == "row" else (numel, "weight")
+    if isinstance(pattern, Block):
+        return (shape[0] // pattern.h) * (shape[1] // pattern.w), f"{pattern.h}x{pattern.w} block"
+    if isinstance(pattern, Channel):
+        return shape[pattern.dim], "channel" if pattern.dim == 0 else f"slice along dim {pattern.dim}"
+    return None  # N:M keeps n >= 1 of every group by construction
+
+
+def _check_keeps_some(
+    shapes: dict[str, torch.Size], pattern: Pattern, per_layer: dict[str, float], group: str, asked: float
+) -> None:
+    """Refuse a sparsity that rounds to pruning a whole layer (or every weight of its rows)."""
+    for fqn, sparsity in per_layer.items():
+        units = _keep_groups(shapes[fqn], pattern, group)
+        if units is not None and n_pruned(units[0], sparsity) >= units[0]:
+            size, unit = units
+            raise ValueError(
+                f"sparsity={asked!r} with pattern {pattern} would prune every {unit} of {fqn} "
+                f"({size} of them): a pruned layer keeps at least one; lower the sparsity "
+                f"(this layer allows at most {(size - 1) / size:.6g})"
+            )
 
 
 def _global(model: nn.Module, pruner: OneShotPruner, fqns: list[str], sparsity: float, seed: int) -> Outcome:
@@ -117,6 +161,7 @@ def _global(model: nn.Module, pruner: OneShotPruner, fqns: list[str], sparsity: 
             for f, w in weights.items()
         }
     per_layer = allocation.global_budget(scores, sparsity)
+    _check_keeps_some({f: w.shape for f, w in weights.items()}, Unstructured(), per_layer, "tensor", sparsity)
     masks = {f: as_matrix(select(scores[f], "unstructured", per_layer[f], name=f)) for f in fqns}
     seconds = (time.perf_counter() - start) / len(fqns)
     layers = [LayerOutcome(f, 1.0 - masks[f].float().mean().item(), None, seconds) for f in fqns]
@@ -134,10 +179,11 @@ def _checked_sparsity(
     """The target sparsity (implied by N:M when None), once every argument is known to fit."""
     if isinstance(pattern, NM) and sparsity is None:
         sparsity = pattern.sparsity
-    if not isinstance(sparsity, int | float) or not 0.0 <= sparsity < 1.0:
+    # bool is an int in Python, but `sparsity=False` is a mistake, not 0
+    if isinstance(sparsity, bool) or not isinstance(sparsity, int | float) or not 0.0 <= sparsity < 1.0:
         raise ValueError(f"sparsity must be a number in [0, 1), got {sparsity!r}")
     if isinstance(pattern, NM) and abs(sparsity - pattern.sparsity) > 1e-9:
-        raise ValueError(f"pattern {pattern} means sparsity {pattern.sparsity:g}, but sparsity={sparsity:g}")
+        raise ValueError(f"pattern {pattern} means sparsity {pattern.sparsity:g}, but sparsity={sparsity!r}")
     allocation.ALLOCATIONS.get(distribution)  # unknown names raise with "did you mean"
     if distribution != "uniform" and not isinstance(pattern, Unstructured):
         raise ValueError(
@@ -151,6 +197,31 @@ def _checked_sparsity(
     return float(sparsity)
 
 
+def _checked_seed(seed: Any) -> int:
+    """`seed` as an int: any integer (not a bool) in the range torch's generators accept."""
+    if not isinstance(seed, bool):
+        with contextlib.suppress(TypeError):
+            seed = operator.index(seed)  # int, numpy and 0-d integer tensors
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
+    if not -(2**63) <= seed < 2**64:
+        raise ValueError(f"seed must be in [-2**63, 2**64), got {seed!r}")
+    return seed
+
+
+def _globs(label: str, value: Any) -> str | list[str] | None:
+    """None, a glob, or a list of globs from any iterable of strings; anything else a TypeError."""
+    if value is None or isinstance(value, str):
+        return value
+    try:
+        globs = list(value)
+    except TypeError:
+        globs = None
+    if globs is None or not all(isinstance(g, str) for g in globs):
+        raise TypeError(f"{label} must be a glob string or a list of them, got {value!r}")
+    return globs
+
+
 def _target_shapes(
     model: nn.Module,
     pattern: Pattern,
@@ -158,6 +229,9 @@ def _target_shapes(
     ignore: str | Iterable[str] | None,
 ) -> tuple[list[str], dict[str, torch.Size]]:
     """The target FQNs and their weight shapes, each checked to tile under `pattern`."""
+    targets, ignore = _globs("targets", targets), _globs("ignore", ignore)
+    if targets == []:  # None means the default targets; an empty list means none, which is a mistake
+        raise ValueError("targets=[] matches nothing: pass targets=None for the default targets")
     fqns = resolve_targets(model, targets, ignore, layers_only=True)
     if not fqns:
         raise ValueError(f"{type(model).__name__} has no target weights to prune")
@@ -196,7 +270,8 @@ def prune(
             `"shakespeare"`, `"fashion-mnist"`), a tensor, or an iterable of batches (a
             DataLoader, a list of token-id tensors or kwargs dicts). Required by methods that read
             activations; with any method it adds the per-layer reconstruction error.
-        targets: FQN globs of the weights to prune (default: Linear/Conv weights but the head).
+        targets: FQN globs of the weights to prune (None: Linear/Conv weights but the head; an
+            empty list is refused).
         ignore: FQN globs to leave dense.
         distribution: layer budgets for unstructured patterns: "uniform", "erk" or "global".
         samples, seq_len, batch_size: how a corpus name is cut into calibration batches.
@@ -207,13 +282,16 @@ def prune(
         **config: the method's hyperparameters (its `Config` fields).
 
     Raises:
-        ValueError: bad sparsity, pattern, distribution or calibration data; a target the
-            pattern cannot tile; NaN/Inf weights or activations; no targets. The model is
-            unchanged when anything is raised.
+        ValueError: bad sparsity (a bool, outside [0, 1), or emptying a layer or its rows), pattern,
+            distribution or calibration data; a target the pattern cannot tile; NaN/Inf weights or
+            activations, or beyond float32; no targets.
+        TypeError: a pattern not a string or `Pattern`; a seed not an integer.
+        Whatever is raised, the model is left exactly as it was.
     """
     pruner: OneShotPruner = PRUNERS.get(method)(**config)
     pattern = parse_pattern(pattern)
     sparsity = _checked_sparsity(pruner, method, pattern, sparsity, distribution, calibration)
+    seed = _checked_seed(seed)
     start = time.perf_counter()
     fqns, shapes = _target_shapes(model, pattern, targets, ignore)
     batches = None
@@ -228,11 +306,8 @@ def prune(
     else:
         run = {"batches": batches, "seed": seed, "errors": errors, "progress": progress}
         outcome = run_pruner(model, pruner, fqns, pattern=pattern, sparsities=per_layer, **run)
-    attach(
-        model,
-        {f: from_matrix(m, shapes[f]) for f, m in outcome.masks.items()},
-        patterns=dict.fromkeys(fqns, pattern),
-    )
+    masks = {f: from_matrix(m, shapes[f]) for f, m in outcome.masks.items()}
+    attach(model, masks, patterns=dict.fromkeys(fqns, pattern))
     return PruneReport(
         method=method,
         config=asdict(pruner.config),

@@ -36,7 +36,8 @@ class OneShotPruner(Method):
         group: comparison group for unstructured selection, "tensor" or "row": the weights whose
             scores compete for the kept slots.
         supports_global: scores are comparable across layers (global allocation is possible).
-        needs_xtx: the method reads `stats.xtx` (X^T X), accumulated even when errors are off.
+        needs_xtx: the method reads `stats.xtx` (X^T X up to a power-of-two factor), accumulated
+            even when errors are off.
         patterns: the pattern types the method supports (checked before any work is done).
     """
 

@@ -5,7 +5,7 @@ IST-DASLab/sparsegpt `llama_sequential`):
 
 1. capture the inputs of block 0 (a forward pre-hook that stops the forward pass there);
 2. for each block in turn: run it on the current inputs with forward hooks on its target layers,
-   accumulating input statistics in fp32; prune the block's targets; run the pruned block again,
+   accumulating input statistics (see `LayerStats`); prune the block's targets; run the pruned block again,
    and feed its outputs to the next block.
 
 Only one block's inputs and outputs are held at a time. Targets outside the block list (or every
@@ -67,13 +67,37 @@ def layer_inputs(module: nn.Module, x: Tensor) -> Tensor:
 # --- statistics ----------------------------------------------------------------------------------
 
 
+FP32_MAX = torch.finfo(torch.float32).max
+# Inputs are scaled by a power of two (exact) only when their largest magnitude leaves this range,
+# so that X^T X stays finite in fp32 (|x| <= 2^32: products <= 2^64) and does not underflow.
+_LOW, _HIGH = 2.0**-32, 2.0**32
+
+
+def _shift_for(amax: float) -> int:
+    """The power-of-two exponent s with amax / 2^s inside [_LOW, _HIGH]: 0 for ordinary inputs."""
+    if amax == 0.0 or _LOW <= amax <= _HIGH:
+        return 0
+    return math.frexp(amax)[1]  # amax / 2^s in [0.5, 1)
+
+
+def _as_fp32(values: Tensor) -> Tensor:
+    """fp64 statistics as fp32, scaled by one power of two if the largest would overflow fp32."""
+    top = values.abs().max().item() if values.numel() else 0.0
+    if top <= FP32_MAX / 2:
+        return values.float()
+    return (values.double() * 2.0 ** -math.frexp(top)[1]).float()
+
+
 @dataclass
 class LayerStats:
-    """Running fp32 statistics of a layer's inputs X (rows = tokens, columns = input features).
+    """Running statistics of a layer's inputs X (rows = tokens, columns = input features).
 
-    `sq_sum[j] = ||X_j||^2` (Wanda's feature norm, squared), `total[j] = sum of X_j` (for the mean,
-    DSnoT), and `xtx = X^T X` (the Hessian of SparseGPT/OBS up to a factor 2/n, and what the
-    reconstruction error is computed from).
+    `sq_sum[j] = ||X_j||^2` (Wanda's feature norm, squared) and `total[j] = sum of X_j` (for the
+    mean, DSnoT) are accumulated in fp64 from the exact fp64 squares of the inputs. `xtx` is
+    `X^T X / 4**xtx_shift` in fp32: the Hessian of SparseGPT/OBS up to a positive factor, which no
+    method nor the reconstruction error depends on. `xtx_shift` is 0 unless the inputs' magnitude
+    leaves [2^-32, 2^32]; then the inputs are scaled by a power of two (exactly) so that X^T X stays
+    finite, whatever finite fp32 activations come in.
     """
 
     columns: int
@@ -82,6 +106,8 @@ class LayerStats:
     total: Tensor = field(init=False)
     sq_sum: Tensor = field(init=False)
     xtx: Tensor | None = field(init=False)
+    xtx_shift: int = field(init=False, default=0)
+    _xtx_rows: int = field(init=False, default=0, repr=False)
 
     def __post_init__(self) -> None:
         self.total = torch.zeros(self.columns, dtype=torch.float64)
@@ -89,15 +115,39 @@ class LayerStats:
         self.xtx = torch.zeros(self.columns, self.columns) if self.with_xtx else None
 
     def update(self, x: Tensor, *, name: str = "layer") -> None:
-        """Add rows `x` (tokens, columns); non-finite activations raise `ValueError`."""
-        x = x.detach().float()
+        """Add rows `x` (tokens, columns).
+
+        Raises:
+            ValueError: non-finite activations, or activations beyond the fp32 range (an fp64
+                model), naming the layer.
+        """
+        x = x.detach()
         if not torch.isfinite(x).all():
             raise ValueError(f"{name}: calibration activations contain NaN or Inf")
+        x64 = x.double()
+        amax = x64.abs().max().item() if x64.numel() else 0.0
+        if amax > FP32_MAX:
+            raise ValueError(
+                f"{name}: calibration activations reach {amax:.3g}, beyond the float32 range "
+                f"({FP32_MAX:.3g}) of the calibration statistics"
+            )
         self.rows += x.shape[0]
-        self.total += x.sum(0, dtype=torch.float64)
-        self.sq_sum += x.pow(2).sum(0, dtype=torch.float64)
+        self.total += x64.sum(0)
+        self.sq_sum += x64.pow(2).sum(0)  # fp64 squares: fp32 inputs cannot overflow them
         if self.xtx is not None:
-            self.xtx.addmm_(x.T, x)
+            self._add_xtx(x, x64, amax)
+
+    def _add_xtx(self, x: Tensor, x64: Tensor, amax: float) -> None:
+        """Accumulate X^T X in fp32, raising the common power-of-two scale when inputs grow."""
+        assert self.xtx is not None
+        # The scale only grows (the first batch sets it), so rescaling never overflows.
+        shift = max(self.xtx_shift, _shift_for(amax)) if self._xtx_rows else _shift_for(amax)
+        if shift != self.xtx_shift and self._xtx_rows:  # rescale the sum so far: exact, may underflow
+            self.xtx.copy_(self.xtx.double() * 2.0 ** (2 * (self.xtx_shift - shift)))
+        self.xtx_shift = shift
+        x = (x64 * 2.0**-shift if shift else x).float()  # a power of two: exact
+        self.xtx.addmm_(x.T, x)
+        self._xtx_rows += x.shape[0]
 
     @property
     def mean(self) -> Tensor:
@@ -105,13 +155,16 @@ class LayerStats:
 
     @property
     def var(self) -> Tensor:
+        """Per-feature variance in fp32; scaled by one power of two if it would overflow fp32
+        (only rankings by variance, as DSnoT's, read it then)."""
         mean = self.total / max(self.rows, 1)
-        return (self.sq_sum / max(self.rows, 1) - mean**2).clamp_min(0).float()
+        return _as_fp32((self.sq_sum / max(self.rows, 1) - mean**2).clamp_min(0))
 
     @property
     def norm(self) -> Tensor:
-        """||X_j||_2 per input feature."""
-        return self.sq_sum.sqrt().float()
+        """||X_j||_2 per input feature in fp32; scaled by one power of two if the largest would
+        overflow fp32 (Wanda and its users only rank by it, per row)."""
+        return _as_fp32(self.sq_sum.sqrt())
 
     def nbytes(self) -> int:
         return 16 * self.columns + (self.xtx.numel() * 4 if self.xtx is not None else 0)
@@ -124,6 +177,9 @@ def reconstruction_error(weight: Tensor, pruned: Tensor, stats: LayerStats) -> f
     delta = (weight - pruned).float()
     num = (delta @ stats.xtx * delta).sum()
     den = (weight.float() @ stats.xtx * weight.float()).sum()
+    if not (torch.isfinite(num) and torch.isfinite(den)):  # large weights times large X^T X: redo in fp64
+        xtx, delta, full = stats.xtx.double(), delta.double(), weight.double()
+        num, den = (delta @ xtx * delta).sum(), (full @ xtx * full).sum()
     return math.sqrt(max(num.item(), 0.0) / den.item()) if den > 0 else math.nan
 
 

@@ -7,7 +7,8 @@ of ours; it is a baseline of `icbs`.
 
 Rule, on a layer's weight W (out, in) with calibration inputs X (tokens, in):
 
-    H = X^T X (the reference's 2/n factor cancels in every ratio below, so `stats.xtx` is used);
+    H = X^T X (the reference's 2/n factor, like any positive factor, cancels in every ratio below,
+        so `stats.xtx` is used, which is X^T X up to a power of two for extreme inputs);
     dead inputs (H_jj = 0): H_jj = 1 and W[:, j] = 0;
     H += lambda I, lambda = dampening_frac * mean(diag H);
     U = upper Cholesky factor of H^{-1}  (U^T U = H^{-1});

@@ -5,9 +5,9 @@ Models" (reference: locuslab/wanda `prune_wanda`, `WrappedGPT`). No paper key of
 starting point of `dsnot` and the baseline of `icbs`.
 
 Rule: S_ij = |W_ij| * ||X_j||_2, with ||X_j||_2 the norm of input feature j over all calibration
-tokens (accumulated in fp32). The comparison group is each output row: row i keeps its
-`in - round(sparsity * in)` highest scores. Under N:M, each group of m consecutive inputs of a row
-keeps its n highest scores (n kept of every m).
+tokens (squares summed in fp64, so huge inputs cannot overflow). The comparison group is each
+output row: row i keeps its `in - round(sparsity * in)` highest scores. Under N:M, each group of m
+consecutive inputs of a row keeps its n highest scores (n kept of every m).
 
 Deviations: the reference scales ||X_j||^2 by 1/n_samples; a per-layer constant does not change
 any per-row ranking, so it is omitted. Ties keep the earlier input (the reference's stable sort

@@ -11,6 +11,8 @@ a spec's resolved config reads its task's version and default budget; `bench.spe
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import hashlib
 import json
 import math
@@ -90,6 +92,7 @@ class Task:
     description: ClassVar[str] = ""
     default_budget: ClassVar[dict[str, Any]] = {}
     exclusive: ClassVar[bool] = False  # run alone, after the pool (timings)
+    reserved_params: ClassVar[frozenset[str]] = frozenset()  # config fields the task itself sets
 
     def method_names(self) -> Registry:
         """The registry that this task's method names are looked up in."""
@@ -108,8 +111,9 @@ class Task:
         if spec.method == DENSE:
             if spec.sparsity not in (0, 0.0, None) or spec.pattern != "unstructured":
                 raise ValueError("method 'dense' is the baseline: sparsity 0 and pattern unstructured")
+            self.check_params(DENSE, spec.params, None)
             return
-        self.method_names().get(spec.method)  # KeyError with "did you mean"
+        self.check_params(spec.method, spec.params, self.method_names().get(spec.method))
         if spec.sparsity is None:
             if not isinstance(pattern, NM):
                 raise ValueError(f"{spec.label}: a sparsity is required unless the pattern is N:M")
@@ -117,6 +121,23 @@ class Task:
             spec.sparsity
         ):
             raise ValueError(f"{spec.label}: sparsity must be in [0, 1), got {spec.sparsity!r}")
+
+    def check_params(self, method: str, params: dict[str, Any], entry: Any) -> None:
+        """Raise ValueError for a param that `method`'s config (its `Config` dataclass) does not have.
+
+        Why at load: a typo (`update_evry`) would otherwise surface only when the run starts, maybe
+        hours into a sweep. Values are checked by the config itself when the run creates the method.
+        """
+        config = getattr(entry, "Config", None)
+        known = {f.name for f in dataclasses.fields(config)} if dataclasses.is_dataclass(config) else set()
+        known -= self.reserved_params
+        for key in params:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(
+                    f"method {method!r} has no param {key!r}{hint} (params: {', '.join(sorted(known)) or 'none'})"
+                )
 
     def run(self, spec: RunSpec) -> dict[str, Any]:
         raise NotImplementedError

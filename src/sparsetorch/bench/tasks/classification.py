@@ -23,6 +23,7 @@ class FashionMNISTTask(Task):
     metric = "test_accuracy"
     higher_is_better = True
     model_name = ""
+    reserved_params: ClassVar[frozenset[str]] = frozenset({"seed", "sparsity", "pattern"})  # set by the run
     default_budget: ClassVar[dict[str, Any]] = {
         "epochs": 2,
         "train_samples": 60000,
