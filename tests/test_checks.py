@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 
 from sparsetorch._checks import check_int, check_number
 
@@ -31,3 +32,24 @@ def test_check_number_open_and_closed_bounds():
         check_number("d", 1.0, low=0, high=1, high_closed=False)
     with pytest.raises(ValueError, match=r"in \[1, inf\), got 0.5"):
         check_number("run", 0.5, low=1, low_closed=True)
+
+
+def test_build_checked_treats_only_a_meta_device_refusal_as_cannot_build_on_meta():
+    # Review item 8: any exception (a plain bug included) read as "does not build on meta".
+    from sparsetorch._checks import build_checked
+
+    def pretrained(name, **config):
+        if torch.empty(0).is_meta:
+            raise RuntimeError("from_pretrained with a meta device context manager")
+        return torch.nn.Linear(2, 2)
+
+    with pytest.raises(ValueError, match="does not build on the meta device: from_pretrained with a meta"):
+        build_checked(pretrained, "m", '{"x": 1}', shapes={}, where="f")
+    shapes = {"weight": (2, 2), "bias": (2,)}
+    assert isinstance(build_checked(pretrained, "m", "{}", shapes=shapes, where="f"), torch.nn.Linear)
+
+    def buggy(name, **config):
+        raise TypeError("a bug in the factory")
+
+    with pytest.raises(TypeError, match="a bug in the factory"):
+        build_checked(buggy, "m", "{}", shapes=shapes, where="f")

@@ -201,7 +201,7 @@ def test_keep_top_matches_a_stable_sort(rows, n, levels, seed, data):
 
 def test_select_training_and_kwta_share_keep_top():
     from sparsetorch.activations.kwta import topk_mask
-    from sparsetorch.training.ops import keep_top as keep_among
+    from sparsetorch.training.ops import keep_top_among as keep_among
 
     scores = torch.tensor([[5.0, 1.0, 5.0, 5.0], [0.0, 0.0, 7.0, 0.0]])
     expected = keep_top(scores, 2)

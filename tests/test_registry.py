@@ -47,7 +47,8 @@ def test_one_taxonomy_the_four_axes_plus_foundations_and_execution():
         "execution",
     ]
     assert set(AXIS_DESCRIPTIONS) == set(Axis)
-    with pytest.warns(DeprecationWarning, match="'representations' is now 'foundations'"):
+    with pytest.warns(DeprecationWarning, match="'representations' is now 'foundations'") as w:
         assert Axis("representations") is Axis.FOUNDATIONS
+    assert w[0].filename == __file__  # the warning blames the caller of Axis(...), not enum.py
     with pytest.raises(ValueError):
         Axis("space")

@@ -236,12 +236,13 @@ def build_checked(
         config = json.loads(config_json)
     except json.JSONDecodeError as err:
         raise ValueError(f"{where} has a corrupt 'model_config' header: {err}") from err
+    meta_error: RuntimeError | None = None
     try:  # the default model, for its config fields: registry code at its registered size
         default = dry_build(lambda: build(name), parameters=2**31, label=where)
     except KeyError as err:
         raise ValueError(f"{where} names model {name!r}, which is not registered: {err}") from err
-    except Exception:  # the model cannot be built on the meta device: its defaults only
-        default = None
+    except RuntimeError as err:  # what `from_pretrained` (or copying a meta tensor) raises on meta
+        default, meta_error = None, err
     label = f"{where}: 'model_config' of {name!r}"
     # Slack for models that build a layer and then replace it; the shapes are compared exactly.
     budget = 4 * len(shapes) + 64
@@ -249,8 +250,8 @@ def build_checked(
         if config != {}:
             raise ValueError(
                 f"{label} cannot be checked before building ({name!r} does not build on the meta "
-                "device), so only its default config is rebuilt from a header: build the model "
-                "yourself and pass it as model="
+                f"device: {meta_error}), so only its default config is rebuilt from a header: build "
+                "the model yourself and pass it as model="
             )
         values = 2 * sum(math.prod(s) for s in shapes.values()) + 2**16
         with parameter_budget(parameters=budget, values=values, label=label):

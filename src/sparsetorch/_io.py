@@ -44,11 +44,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
 
 # --- reading safetensors files safely -----------------------------------------------------------
 
-# Bytes per element of the safetensors dtypes torch reads; any other dtype is refused.
-DTYPE_BYTES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
-    "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+# The safetensors dtypes torch reads (as safetensors 0.8 names them); save and load accept exactly
+# these, any other dtype is refused. The float8 kinds only where this torch has them.
+SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
+    name: dtype
+    for name, dtype in {
+        "BOOL": torch.bool, "U8": torch.uint8, "I8": torch.int8, "I16": torch.int16,
+        "U16": getattr(torch, "uint16", None), "F16": torch.float16, "BF16": torch.bfloat16,
+        "I32": torch.int32, "U32": getattr(torch, "uint32", None), "F32": torch.float32,
+        "I64": torch.int64, "U64": getattr(torch, "uint64", None), "F64": torch.float64,
+        "C64": torch.complex64,
+        "F8_E4M3": getattr(torch, "float8_e4m3fn", None), "F8_E5M2": getattr(torch, "float8_e5m2", None),
+        "F8_E4M3FNUZ": getattr(torch, "float8_e4m3fnuz", None),
+        "F8_E5M2FNUZ": getattr(torch, "float8_e5m2fnuz", None),
+    }.items()
+    if dtype is not None
 }  # fmt: skip
+DTYPE_BYTES = {name: dtype.itemsize for name, dtype in SAFETENSORS_DTYPES.items()}
+# Header keys a checkpoint writes itself; user metadata may not overwrite them.
+RESERVED_KEYS = ("format", "version", "patterns", "model", "model_config", "sparsetorch_compiled", "sha256")
 MAX_HEADER_BYTES = 100 * 2**20  # the limit safetensors itself applies
 # The header of a sparsetorch checkpoint (`sparsetorch.masks.save`).
 FORMAT = "sparsetorch"
@@ -166,8 +180,31 @@ def tensor_digest(tensors: Mapping[str, torch.Tensor]) -> str:
     for name in sorted(tensors):
         tensor = tensors[name].detach().cpu().contiguous()
         digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+        digest.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))  # no copy of the bytes
     return digest.hexdigest()
+
+
+def checkpoint_header(
+    tensors: Mapping[str, torch.Tensor], *, fields: dict[str, str], metadata: dict[str, str] | None
+) -> dict[str, str]:
+    """The header `save` and `save_compiled` write: format, version, their `fields`, the user's
+    `metadata` and the checksum, once every tensor's dtype is one the loaders read.
+
+    Raises:
+        ValueError: a reserved key in `metadata`, or a tensor of a dtype safetensors cannot store.
+    """
+    clash = sorted(set(metadata or {}) & set(RESERVED_KEYS))
+    if clash:
+        raise ValueError(f"metadata may not set the reserved header key(s) {clash}")
+    known = set(SAFETENSORS_DTYPES.values())
+    for name in sorted(tensors):
+        if tensors[name].dtype not in known:
+            raise ValueError(
+                f"cannot save {name!r}: dtype {tensors[name].dtype} is not one safetensors stores "
+                f"({', '.join(SAFETENSORS_DTYPES)})"
+            )
+    header = {"format": FORMAT, "version": FORMAT_VERSION, **fields, **(metadata or {})}
+    return {**header, DIGEST_KEY: tensor_digest(tensors)}
 
 
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -57,23 +57,30 @@ def lm_metrics(
 
     Returns `loss` (mean NLL per token, nats; also as `nll`), `perplexity = exp(loss)`, `bits_per_byte`
     (`loss / ln 2`, for byte-level models) and `tokens`. `on_output` sees each batch's model output
-    (e.g. to collect routing statistics).
+    (e.g. to collect routing statistics). Rows are moved to the device of the model's parameters
+    batch by batch.
     """
     if len(inputs) == 0 or inputs.shape != targets.shape:
         raise ValueError(
             f"need non-empty inputs and targets of one shape, got {inputs.shape}, {targets.shape}"
         )
+    device = next(model.parameters(), torch.empty(0)).device  # a model without parameters runs on the CPU
     was_training = model.training
     model.eval()
     nll, count = 0.0, 0
-    for xb, yb in zip(inputs.split(batch_size), targets.split(batch_size), strict=True):
-        output = model(xb)
-        logits = logits_of(output)
-        nll += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="sum").item()
-        count += yb.numel()
-        if on_output is not None:
-            on_output(output)
-    model.train(was_training)
+    try:
+        for xb, yb in zip(inputs.split(batch_size), targets.split(batch_size), strict=True):
+            output = model(xb.to(device))
+            logits = logits_of(output)
+            yb = yb.to(device)
+            nll += F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), yb.reshape(-1), reduction="sum"
+            ).item()
+            count += yb.numel()
+            if on_output is not None:
+                on_output(output)
+    finally:
+        model.train(was_training)
     mean = nll / count
     return {
         "loss": mean,

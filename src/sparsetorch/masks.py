@@ -8,31 +8,26 @@ of the parametrization, so it saves and loads with `state_dict()`.
 Parameters are named by their FQN as `named_parameters()` gives them *before* masking
 (`"0.weight"`, `"encoder.layer.3.intermediate.dense.weight"`), whether or not a mask is attached.
 
-Checkpoints are safetensors files: plain tensors under their FQNs, masks under `"__mask__/" + fqn`,
-and a JSON header (format, version, patterns, model name and config, a checksum of the tensors).
-Loading never unpickles, and follows the loader principle of `sparsetorch._checks`.
+Checkpoints (`save`, `load`) live in `sparsetorch.checkpoint`, which builds on this module; their
+names are kept here too.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import importlib
-import json
-import os
 import sys
 import types
 import warnings
-from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from sparsetorch._checks import build_checked, check_state_fits
-from sparsetorch._io import DIGEST_KEY, FORMAT, FORMAT_VERSION, atomic_path, tensor_digest
 from sparsetorch._io import read_checkpoint as read_checkpoint  # re-exported: kernels.compile reads it here
-from sparsetorch.patterns import NM, Block, Channel, Pattern, Unstructured, check, parse_pattern
+from sparsetorch.patterns import Pattern, Unstructured, parse_pattern
+from sparsetorch.patterns import check_mask as check_mask  # re-exported: its old home
 
 MASK_PREFIX = "__mask__/"
 
@@ -188,7 +183,7 @@ def attach(
         if fqn not in lookup:
             raise KeyError(f"no parameter {fqn!r} in {type(model).__name__}")
         module, name = lookup[fqn]
-        weight = getattr(module, name)
+        weight = stored(module, name)  # its shape and device, without running a parametrization
         if tuple(mask.shape) != tuple(weight.shape):
             raise ValueError(
                 f"mask for {fqn!r} has shape {tuple(mask.shape)}, weight has {tuple(weight.shape)}"
@@ -250,175 +245,17 @@ def squash(model: nn.Module) -> nn.Module:
     return model
 
 
-# --- checkpoints ------------------------------------------------------------------------------
+# --- checkpoints live in `sparsetorch.checkpoint`; their names stay here --------------------------
+
+_CHECKPOINT_NAMES = ("save", "load", "plain_state", "replace_state", "copy_plain_state")
 
 
-def plain_state(model: nn.Module) -> dict[str, Tensor]:
-    """state_dict under plain FQNs: parametrized weights as their (masked) original tensor."""
-    state = {}
-    for key, value in model.state_dict().items():
-        if ".parametrizations." in f".{key}":
-            owner, _, rest = key.partition("parametrizations.")
-            name, _, leaf = rest.partition(".")
-            if leaf != "original":
-                continue  # mask buffers are written separately
-            key = f"{owner}{name}"
-        state[key] = value
-    return state
-
-
-def save(model: nn.Module, path: str | os.PathLike, *, metadata: dict[str, str] | None = None) -> Path:
-    """Write `model` (weights, buffers and masks) to a safetensors file, atomically, with a checksum."""
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in plain_state(model).items()}
-    for fqn, mask in get_masks(model).items():
-        tensors[MASK_PREFIX + fqn] = mask.detach().contiguous().cpu()
-    spec = getattr(model, "sparsetorch_spec", None) or {}
-    header = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "patterns": json.dumps({k: str(v) for k, v in patterns_of(model).items()}),
-        "model": str(spec.get("name", "")),
-        "model_config": json.dumps(spec.get("config", {})),
-        **(metadata or {}),
-        DIGEST_KEY: tensor_digest(tensors),
-    }
-    with atomic_path(path) as tmp:  # an interrupted save never leaves a partial file
-        save_file(tensors, tmp, metadata=header)
-    return path
-
-
-def load(
-    path: str | os.PathLike,
-    model: nn.Module | None = None,
-    *,
-    build: Callable[..., nn.Module] | None = None,
-) -> nn.Module:
-    """Load a checkpoint written by `save` into `model`, attaching its masks.
-
-    With `model=None` the model the header names is rebuilt by `build(name, **config)`
-    (`sparsetorch.load` passes `create_model`; the core does not import the models layer), checked
-    against the file first (`_checks.build_checked`). Everything is checked before the model is
-    touched, and the change is a transaction: a bad file leaves the model exactly as it was.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: a corrupt file or header, missing/unexpected tensors, shape or dtype mismatches,
-            non-bool masks or masks that break their recorded pattern, a config that does not fit.
-    """
-    where = f"checkpoint {str(path)!r}"
-    tensors, metadata = read_checkpoint(path)
-    patterns = _header_patterns(metadata, where)
-    if model is None:
-        model = _rebuild(metadata, tensors, build=build, where=where)
-    mask_tensors, plain = _check_fit(model, tensors, patterns, where=where)
-    replace_state(model, mask_tensors, plain, {k: patterns.get(k, Unstructured()) for k in mask_tensors})
-    return model
-
-
-def _header_patterns(metadata: dict[str, str], where: str) -> dict[str, Pattern]:
-    """The header's `patterns`, a JSON object `{mask FQN: pattern string}`, parsed."""
-    try:
-        raw = json.loads(metadata.get("patterns") or "{}")
-        if not isinstance(raw, dict):
-            raise TypeError(f"expected a JSON object, got {type(raw).__name__}")
-        return {fqn: parse_pattern(spec) for fqn, spec in raw.items()}
-    except (json.JSONDecodeError, TypeError, ValueError) as err:
-        raise ValueError(f"{where} has a corrupt 'patterns' header: {err}") from err
-
-
-def _rebuild(metadata: dict[str, str], tensors: dict[str, Tensor], *, build: Callable | None, where: str):
-    """The model the header names, checked against the file's plain tensors (`_checks.build_checked`)."""
-    if build is None:
-        warnings.warn(
-            "sparsetorch.masks.load(path) without a model is deprecated: call sparsetorch.load(path), "
-            "which rebuilds the registered model",
-            DeprecationWarning,
-            stacklevel=3,
-        )
-        # A run-time lookup through the public face: the core does not import the models layer.
-        build = importlib.import_module("sparsetorch").create_model
-    shapes = {k: tuple(v.shape) for k, v in tensors.items() if not k.startswith(MASK_PREFIX)}
-    config = metadata.get("model_config") or "{}"
-    return build_checked(build, metadata.get("model", ""), config, shapes=shapes, where=where)
-
-
-def _check_fit(
-    model: nn.Module, tensors: dict[str, Tensor], patterns: dict[str, Pattern], *, where: str
-) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """(masks, plain tensors) of the file once checked against `model`: the same tensor names,
-    shapes and dtypes (floats may differ in precision), bool masks of stored weights that obey
-    their recorded pattern."""
-    mask_tensors = {k[len(MASK_PREFIX) :]: v for k, v in tensors.items() if k.startswith(MASK_PREFIX)}
-    plain = {k: v for k, v in tensors.items() if not k.startswith(MASK_PREFIX)}
-    check_state_fits(plain, plain_state(model), owner=type(model).__name__, where=where)
-    weights = weights_by_fqn(model)
-    for fqn in set(patterns) - set(mask_tensors):
-        raise ValueError(f"{where}: its 'patterns' header names {fqn!r}, which has no mask")
-    for fqn, mask in mask_tensors.items():
-        if mask.dtype != torch.bool:
-            raise ValueError(f"{where}: mask for {fqn!r} is {mask.dtype}, expected bool")
-        if fqn not in weights or mask.shape != plain[fqn].shape:
-            raise ValueError(f"{where}: mask for {fqn!r} matches no weight of its shape")
-        check_mask(mask, patterns.get(fqn, Unstructured()), name=f"{where}: mask for {fqn!r}")
-    return mask_tensors, plain
-
-
-def check_mask(mask: Tensor, pattern: Pattern, *, name: str) -> None:
-    """Raise a ValueError naming `name` unless the bool mask obeys `pattern`: at most n kept in each
-    N:M group (along dim 1), whole blocks or whole channels kept or dropped."""
-    check(mask.shape, pattern, name=name)
-    ok = True
-    if isinstance(pattern, NM):
-        ok = bool((mask.movedim(1, -1).reshape(-1, pattern.m).sum(-1) <= pattern.n).all())  # (groups, m)
-    elif isinstance(pattern, Block):
-        tiles = mask.reshape(mask.shape[0] // pattern.h, pattern.h, mask.shape[1] // pattern.w, pattern.w)
-        ok = bool((tiles.all(3).all(1) == tiles.any(3).any(1)).all())
-    elif isinstance(pattern, Channel):
-        slices = mask.movedim(pattern.dim, 0).reshape(mask.shape[pattern.dim], -1)
-        ok = bool((slices.all(1) == slices.any(1)).all())
-    if not ok:
-        raise ValueError(f"{name} breaks its recorded pattern {pattern}")
-
-
-def replace_state(model: nn.Module, new: dict[str, Tensor], plain: dict[str, Tensor], patterns: dict) -> None:
-    """Swap in checked masks `new` (with their patterns) and plain tensors, as a transaction: on
-    any error (an interrupt too) the model's old masks, patterns and tensors are put back."""
-    old_masks, old_patterns = {k: v.clone() for k, v in get_masks(model).items()}, patterns_of(model)
-    old_plain = {k: v.detach().clone() for k, v in plain_state(model).items()}
-    try:
-        _set_state(model, new, plain, patterns)
-    except BaseException:
-        _set_state(model, old_masks, old_plain, old_patterns)
-        raise
-
-
-def _set_state(
-    model: nn.Module, mask_tensors: dict[str, Tensor], plain: dict[str, Tensor], patterns: dict[str, Pattern]
-) -> None:
-    for fqn, module, name in list(named_weights(model)):  # masks the file does not have go
-        if mask_of(module, name) is not None and fqn not in mask_tensors:
-            parametrize.remove_parametrizations(module, name, leave_parametrized=True)
-    attach(model, mask_tensors, patterns=patterns)
-    copy_plain_state(model, plain)
-
-
-def copy_plain_state(model: nn.Module, plain: dict[str, Tensor]) -> None:
-    """Copy tensors keyed by plain FQNs (see `plain_state`) into the model's weights and buffers."""
-    lookup = weights_by_fqn(model)
-    with torch.no_grad():
-        for key, value in plain.items():
-            if key in lookup:
-                module, name = lookup[key]
-                target = (
-                    module.parametrizations[name].original if mask_of(module, name) else getattr(module, name)
-                )
-            else:  # a buffer
-                owner, _, name = key.rpartition(".")
-                target = model.get_submodule(owner).get_buffer(name) if owner else model.get_buffer(name)
-            target.copy_(value)
+def __getattr__(name: str) -> object:
+    """`masks.save`, `masks.load`, ...: looked up at run time in `sparsetorch.checkpoint`, which
+    imports this module (so this one cannot import it at its top)."""
+    if name in _CHECKPOINT_NAMES:
+        return getattr(importlib.import_module("sparsetorch.checkpoint"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --- deprecated names (one release) -----------------------------------------------------------

@@ -141,6 +141,28 @@ def check(shape: tuple[int, ...] | torch.Size, pattern: Pattern, *, name: str = 
         raise TypeError(f"unknown pattern type {type(pattern).__name__}")
 
 
+def check_mask(mask: Tensor, pattern: Pattern, *, name: str) -> None:
+    """Raise a ValueError naming `name` unless the bool `mask` obeys `pattern` (the one conformance
+    check: loaders, savers and the kernels' `fits` all call it): the shape fits (`check`), at most n
+    kept in each N:M group (along dim 1, conv masks included), whole blocks or whole channels kept
+    or dropped."""
+    check(mask.shape, pattern, name=name)
+    why = None
+    if isinstance(pattern, NM) and mask.numel():
+        worst = int(mask.movedim(1, -1).reshape(-1, pattern.m).sum(-1).max())  # (groups, m)
+        why = f"mask is not {pattern} (a group keeps {worst})" if worst > pattern.n else None
+    elif isinstance(pattern, Block):
+        tiles = mask.reshape(mask.shape[0] // pattern.h, pattern.h, mask.shape[1] // pattern.w, pattern.w)
+        if not bool((tiles.all(3).all(1) == tiles.any(3).any(1)).all()):
+            why = f"mask is not {pattern.h}x{pattern.w} block-structured (a tile is partly kept)"
+    elif isinstance(pattern, Channel):
+        slices = mask.movedim(pattern.dim, 0).reshape(mask.shape[pattern.dim], -1)
+        if not bool((slices.all(1) == slices.any(1)).all()):
+            why = f"mask is not {pattern} (a slice is partly kept)"
+    if why is not None:
+        raise ValueError(f"{name} breaks its recorded pattern {pattern}: {why}")
+
+
 def n_pruned(size: int, sparsity: float) -> int:
     """How many of `size` elements a sparsity prunes: `round(sparsity * size)` (exact counts)."""
     return min(size, round(sparsity * size))

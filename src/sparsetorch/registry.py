@@ -42,7 +42,7 @@ class Axis(str, Enum):
             warnings.warn(
                 f"axis {value!r} is now 'foundations'; the old name goes in the next release",
                 DeprecationWarning,
-                stacklevel=3,
+                stacklevel=4,  # _missing_ <- Enum.__new__ <- EnumType.__call__ <- the caller
             )
             return cls.FOUNDATIONS
         return None

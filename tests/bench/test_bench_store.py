@@ -165,3 +165,16 @@ def test_a_file_where_the_directory_should_be(tmp_path):
     with pytest.raises(BenchError, match="cannot create bench directory"):
         Store(afile / "sub")
     assert afile.read_text() == "x"
+
+
+def test_columns_literal_matches_the_schema():
+    """`_COLUMNS` is written out by hand: it must list the runs table's columns, in schema order."""
+    from sparsetorch.bench.store import _COLUMNS, _SCHEMA
+
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(_SCHEMA)
+        found = tuple(row[1] for row in db.execute("PRAGMA table_info(runs)"))
+    finally:
+        db.close()
+    assert found == _COLUMNS

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 import sparsetorch as st
+from sparsetorch import checkpoint as core
 from sparsetorch.kernels import checkpoint as ckpt
 from sparsetorch.kernels import compile, decompile, load_compiled, sparse_layers
 from sparsetorch.kernels import validate as V
@@ -193,10 +194,10 @@ def test_load_is_a_transaction_even_when_interrupted(tmp_path, monkeypatch):
     attach(fresh, {"fc3.weight": torch.rand(10, 100) > 0.5})
     before = state_of(fresh)
 
-    def interrupted(model, plain):
+    def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(ckpt, "copy_plain_state", interrupted)
+    monkeypatch.setattr(core, "attach", interrupted)
     with pytest.raises(KeyboardInterrupt):
         load_compiled(tmp_path / "m.safetensors", fresh)
     assert same_state(before, state_of(fresh))
@@ -289,3 +290,58 @@ def test_threads_checked_by_the_layer_and_the_loader(tmp_path):
     compiled_lenet("csr", tmp_path / "m.safetensors")
     with pytest.raises(ValueError, match="threads"):
         load_compiled(tmp_path / "m.safetensors", st.create_model("lenet-300-100"), threads=-1)
+
+
+# --- review of issue 16: one conformance check, one fit check ----------------------------------------
+
+
+def _conv_then_linear(tmp_path):
+    """A conv (kept masked, unstructured) before a compiled Linear, saved compiled."""
+    from sparsetorch.kernels import save_compiled
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(4, 8, 3), nn.Flatten(), nn.Linear(32, 16))
+    attach(model, {"0.weight": torch.rand(8, 4, 3, 3) > 0.5, "2.weight": torch.rand(16, 32) > 0.5})
+    compile(model, formats="csr", use_cache=False, batch=1)
+    save_compiled(model, tmp_path / "conv.safetensors")
+    fresh = nn.Sequential(nn.Conv2d(4, 8, 3), nn.Flatten(), nn.Linear(32, 16))
+    attach(fresh, {"0.weight": torch.ones(8, 4, 3, 3, dtype=torch.bool)})
+    return model, fresh
+
+
+def test_load_compiled_refuses_a_conv_mask_that_breaks_its_pattern(tmp_path):
+    """`conforms` skipped masks that were not 2-D, so a conv mask labelled 2:4 loaded (st.load refused it)."""
+    _, fresh = _conv_then_linear(tmp_path)
+    label = lambda meta: meta.__setitem__("patterns", json.dumps({"0.weight": "2:4"}))  # noqa: E731
+    rewrite_checkpoint(tmp_path / "conv.safetensors", tmp_path / "bad.safetensors", header=label)
+    before = state_of(fresh)
+    with pytest.raises(ValueError, match="contradicts its recorded pattern 2:4"):
+        load_compiled(tmp_path / "bad.safetensors", fresh)
+    assert same_state(before, state_of(fresh))
+
+
+def test_load_compiled_lets_floats_differ_in_precision_as_load_does(tmp_path):
+    """The compiled loader asked for equal dtypes where `st.load` casts one float to another."""
+    model, fresh = _conv_then_linear(tmp_path)
+    fresh.half()
+    load_compiled(tmp_path / "conv.safetensors", fresh)
+    assert fresh[0].bias.dtype == torch.float16
+    torch.testing.assert_close(fresh[0].bias, model[0].bias.half())
+    with pytest.raises(ValueError, match=r"'0\.bias' is torch\.int32, model expects"):
+        cast = lambda t: t.__setitem__("0.bias", t["0.bias"].int())  # noqa: E731
+        rewrite_checkpoint(tmp_path / "conv.safetensors", tmp_path / "int.safetensors", tensors=cast)
+        load_compiled(tmp_path / "int.safetensors", fresh)
+
+
+def test_fits_conforms_and_check_mask_are_one_check():
+    from sparsetorch.patterns import NM, check_mask
+
+    conv = torch.ones(4, 8, 3, 3, dtype=torch.bool)
+    assert "a group keeps 4" in V.conforms(conv, NM(2, 4))
+    with pytest.raises(ValueError, match="a group keeps 4"):
+        check_mask(conv, NM(2, 4), name="conv")
+    assert V.fits("nm", conv[:, :, 0, 0], n=2, m=4) == V.conforms(conv[:, :, 0, 0], NM(2, 4))
+    assert (
+        V.fits("nm", conv[:, :4, 0, 0], n=3, m=4) is not None
+        and V.fits("block", conv[:4, :, 0, 0]) is not None
+    )

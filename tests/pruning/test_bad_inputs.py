@@ -124,6 +124,37 @@ def test_layer_stats_scale_only_extreme_inputs():
         assert torch.allclose(got, exact, rtol=1e-4, atol=1e-5 * exact.abs().max().item())
 
 
+def _stats_before_the_fix(batches, columns):
+    """`LayerStats.update` as it was before the overflow fix: fp32 inputs, fp32 squares, fp64 sums."""
+    total = torch.zeros(columns, dtype=torch.float64)
+    sq_sum = torch.zeros(columns, dtype=torch.float64)
+    xtx = torch.zeros(columns, columns)
+    for x in batches:
+        x = x.float()
+        total += x.sum(0, dtype=torch.float64)
+        sq_sum += x.pow(2).sum(0, dtype=torch.float64)
+        xtx.addmm_(x.T, x)
+    return total, sq_sum, xtx
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16, torch.float64])
+@pytest.mark.parametrize("scale", [1e-6, 1e-2, 1.0, 1e3, 1e8])
+def test_ordinary_inputs_give_the_statistics_of_before_the_fix_bit_for_bit(dtype, scale):
+    """The overflow fix must not perturb ordinary inputs (a near-tie in Wanda's ranking could flip)."""
+    if dtype == torch.float16 and not 1e-2 <= scale <= 1e3:
+        pytest.skip("beyond float16's range")
+    gen = torch.Generator().manual_seed(3)
+    batches = [(torch.randn(n, 48, generator=gen) * scale).to(dtype) for n in (64, 1, 200)]
+    stats = LayerStats(48)
+    for x in batches:
+        stats.update(x)
+    total, sq_sum, xtx = _stats_before_the_fix(batches, 48)
+    assert stats.xtx_shift == 0 and stats.rows == 265
+    assert torch.equal(stats.total, total) and torch.equal(stats.sq_sum, sq_sum)
+    assert torch.equal(stats.xtx, xtx)
+    assert torch.equal(stats.norm, sq_sum.sqrt().float())
+
+
 class _Scaled(nn.Module):
     def __init__(self, scale):
         super().__init__()

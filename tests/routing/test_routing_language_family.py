@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sparsetorch.models.gpt import GPTConfig
-from sparsetorch.models.moe_gpt import MoEBlock, MoEGPTConfig, post_moe_layers
+from sparsetorch.models.moe_gpt import MoEBlock, MoEGPT, MoEGPTConfig, post_moe_layers
 from sparsetorch.models.moe_variants import FamilyMoEGPT
 from sparsetorch.routing import GATES, MoE
 from sparsetorch.routing.language_family import (
@@ -78,6 +78,34 @@ def test_post_moe_layout_and_causal_family_forward():
     assert torch.equal(out.logits[:, :8], out2.logits[:, :8])
     other = model(idx, torch.tensor([1, 2, 0]))  # the forced expert changes the prediction
     assert not torch.allclose(other.logits, out.logits)
+
+
+def _old_family_forward(model, idx, experts):
+    """The inline forward FamilyMoEGPT had before it called MoEGPT.forward(expert_ids=...)."""
+    seq_len = idx.shape[1]
+    expert_ids = experts.long()[:, None, None].expand(-1, seq_len, 1)
+    x = model.drop(model.tok_emb(idx) + model.pos_emb(torch.arange(seq_len)))
+    aux_loss = torch.zeros(())
+    for block in model.blocks:
+        if isinstance(block, MoEBlock):
+            x = x + block.attn(block.ln1(x))
+            y, layer_aux = block.moe(block.ln2(x), token_ids=idx, expert_ids=expert_ids)
+            x = x + y
+            aux_loss = aux_loss + layer_aux["loss"]
+        else:
+            x = block(x)
+    return model.lm_head(model.ln_f(x)), aux_loss
+
+
+def test_family_forward_is_moegpt_forward_with_expert_ids_and_unchanged():
+    model = _model(post_moe_layers(4, 2))
+    idx = torch.randint(1, 256, (3, 12), generator=torch.Generator().manual_seed(1))
+    experts = torch.tensor([0, 1, 2])
+    out = model(idx, experts)
+    logits, aux_loss = _old_family_forward(model, idx, experts)
+    assert torch.equal(out.logits, logits) and torch.equal(out.aux_loss, aux_loss)
+    ids = experts[:, None, None].expand(-1, 12, 1)
+    assert torch.equal(MoEGPT.forward(model, idx, expert_ids=ids).logits, logits)
 
 
 def test_bad_family_forward():

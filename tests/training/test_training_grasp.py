@@ -9,7 +9,7 @@ from torch import nn
 
 from sparsetorch import allocation
 from sparsetorch.patterns import n_pruned
-from sparsetorch.training import TRAINERS, keep_top
+from sparsetorch.training import TRAINERS, keep_top_among
 from sparsetorch.training.grasp import grasp_scores
 
 TARGETS = ("0.weight", "2.weight")
@@ -66,7 +66,7 @@ def test_grasp_prunes_the_highest_s_globally():
     per_layer = allocation.global_budget(keep_scores, 0.6)
     for f in TARGETS:
         numel = keep_scores[f].numel()
-        assert torch.equal(m.masks[f], keep_top(keep_scores[f], numel - n_pruned(numel, per_layer[f])))
+        assert torch.equal(m.masks[f], keep_top_among(keep_scores[f], numel - n_pruned(numel, per_layer[f])))
     # The weight with the highest S anywhere is pruned, the one with the lowest is kept.
     flat_s = torch.cat([s[f].reshape(-1) for f in TARGETS])
     flat_mask = torch.cat([m.masks[f].reshape(-1) for f in TARGETS])

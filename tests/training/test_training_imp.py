@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from sparsetorch import allocation
 from sparsetorch.masks import get_masks as attached
 from sparsetorch.patterns import n_pruned
-from sparsetorch.training import TRAINERS, fit, keep_top
+from sparsetorch.training import TRAINERS, fit, keep_top_among
 from sparsetorch.training.imp import round_sparsity, rounds
 from tests.training.method_testutil import prepared
 from tests.training.training_testutil import TARGETS, TOTAL, batches, net
@@ -66,7 +66,7 @@ def test_prune_by_global_magnitude_then_rewind_to_step_k():
         per_layer = allocation.global_budget(scores, level)
         for f in TARGETS:
             keep = scores[f].numel() - n_pruned(scores[f].numel(), per_layer[f])
-            assert torch.equal(m.masks[f], keep_top(scores[f], keep))
+            assert torch.equal(m.masks[f], keep_top_among(scores[f], keep))
             assert (m.masks[f] <= before[f]).all()  # monotone
         # Every parameter is back at its step-1 value (masked), and the optimizer starts afresh.
         for name, value in model.named_parameters():

@@ -11,23 +11,35 @@ import torch.nn.functional as F
 from sparsetorch import allocation
 from sparsetorch.models import create_model
 from sparsetorch.patterns import n_pruned
-from sparsetorch.training import TRAINERS, drop_and_grow, keep_top
+from sparsetorch.training import TRAINERS, drop_and_grow, keep_top_among
 from tests.training.training_testutil import SPARSITY, TARGETS, TOTAL, batches, net, prepared, train
 
 
 def test_keep_top_by_hand():
     scores = torch.tensor([3.0, 1.0, 2.0, 1.0])
-    assert keep_top(scores, 2).tolist() == [True, False, True, False]
-    assert keep_top(torch.ones(3), 1).tolist() == [True, False, False]  # ties keep the earlier
-    assert keep_top(scores, 1, torch.tensor([False, True, False, True])).tolist() == [
+    assert keep_top_among(scores, 2).tolist() == [True, False, True, False]
+    assert keep_top_among(torch.ones(3), 1).tolist() == [True, False, False]  # ties keep the earlier
+    assert keep_top_among(scores, 1, candidates=torch.tensor([False, True, False, True])).tolist() == [
         False,
         True,
         False,
         False,
     ]
-    assert keep_top(scores, 0).sum() == 0
+    assert keep_top_among(scores, 0).sum() == 0
     with pytest.raises(ValueError, match="cannot keep"):
-        keep_top(scores, 2, torch.tensor([True, False, False, False]))
+        keep_top_among(scores, 2, candidates=torch.tensor([True, False, False, False]))
+
+
+def test_keep_top_is_a_deprecated_alias_of_keep_top_among():
+    from sparsetorch import training
+    from sparsetorch.training import ops
+
+    scores, candidates = torch.tensor([3.0, 1.0, 2.0, 1.0]), torch.tensor([False, True, True, True])
+    for alias in (ops.keep_top, training.keep_top):
+        with pytest.warns(DeprecationWarning, match="keep_top_among") as w:
+            got = alias(scores, 2, candidates)
+        assert w[0].filename == __file__
+        assert torch.equal(got, keep_top_among(scores, 2, candidates=candidates))
 
 
 def test_drop_and_grow_by_hand():
@@ -62,7 +74,7 @@ def test_set_drops_smallest_magnitude_and_keeps_counts():
     for f in TARGETS:
         active = int(old[f].sum())
         n = math.floor(0.3 * active)
-        kept = keep_top(weights[f].abs().masked_fill(~old[f], -1), active - n)
+        kept = keep_top_among(weights[f].abs().masked_fill(~old[f], -1), active - n)
         new = m.masks[f]
         assert (new & kept).sum() == active - n and int(new.sum()) == active
         assert int((new & ~kept).sum()) == n
@@ -82,7 +94,7 @@ def test_gmp_prunes_monotonically_uniformly_by_magnitude():
             for f in TARGETS:
                 assert (m.masks[f] <= before[f]).all()  # a pruned weight never returns
                 keep = weights[f].numel() - n_pruned(weights[f].numel(), per_layer[f])
-                expected = keep_top(weights[f].abs().masked_fill(~before[f], -1), keep)
+                expected = keep_top_among(weights[f].abs().masked_fill(~before[f], -1), keep)
                 assert torch.equal(m.masks[f], expected)
             updates += 1
         opt.zero_grad()
@@ -95,7 +107,7 @@ def test_gmp_initial_sparsity_prunes_by_magnitude_at_prepare():
     m = TRAINERS.get("gmp")(initial_sparsity=0.5, sparsity=0.8, end=10)
     m.prepare(model, torch.optim.SGD(model.parameters(), lr=0.1), total_steps=TOTAL)
     for f in TARGETS:
-        assert torch.equal(m.masks[f], keep_top(weights[f].abs(), weights[f].numel() // 2))
+        assert torch.equal(m.masks[f], keep_top_among(weights[f].abs(), weights[f].numel() // 2))
 
 
 def test_granet_global_pruning_then_regeneration():
@@ -118,7 +130,7 @@ def test_granet_global_pruning_then_regeneration():
             for f in TARGETS:
                 active = int(before[f].sum())
                 n = math.ceil(rate * active)
-                kept = keep_top(weights[f].abs().masked_fill(~before[f], -1), active - n)
+                kept = keep_top_among(weights[f].abs().masked_fill(~before[f], -1), active - n)
                 assert int(m.masks[f].sum()) == active and (m.masks[f] & kept).sum() == active - n
             assert any(not torch.equal(before[f], m.masks[f]) for f in TARGETS)
         opt.zero_grad()

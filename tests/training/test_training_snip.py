@@ -11,7 +11,7 @@ from torch import nn
 from sparsetorch import allocation
 from sparsetorch.masks import get_masks as attached
 from sparsetorch.patterns import n_pruned
-from sparsetorch.training import TRAINERS, fit, keep_top
+from sparsetorch.training import TRAINERS, fit, keep_top_among
 from tests.training.method_testutil import calibration, prepared
 from tests.training.training_testutil import TARGETS, net
 
@@ -33,7 +33,7 @@ def test_snip_on_a_linear_softmax_classifier_by_hand():
     scores = (grad * w).abs()
     m = TRAINERS.get("snip")(sparsity=0.5)
     m.prepare(model, sgd(model), targets="0.weight", data=(x, y))
-    expected = keep_top(scores, 3)
+    expected = keep_top_among(scores, 3)
     assert torch.equal(m.masks["0.weight"], expected)
     assert int(expected.sum()) == 3 and m.sparsity == 0.5
 
@@ -56,7 +56,7 @@ def test_snip_equals_the_gradient_of_a_multiplicative_gate():
     m.prepare(model, sgd(model), data=(x, y))
     for f in TARGETS:
         keep = weights[f].numel() - n_pruned(weights[f].numel(), per_layer[f])
-        assert torch.equal(m.masks[f], keep_top(scores[f], keep))
+        assert torch.equal(m.masks[f], keep_top_among(scores[f], keep))
     # One global threshold: the layers end at different sparsities.
     assert len({int((~mask).sum()) / mask.numel() for mask in m.masks.values()}) == 2
 

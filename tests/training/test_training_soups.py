@@ -12,7 +12,7 @@ from torch import nn
 from sparsetorch import allocation
 from sparsetorch.masks import get_masks as attached
 from sparsetorch.patterns import n_pruned
-from sparsetorch.training import fit, keep_top
+from sparsetorch.training import fit, keep_top_among
 from sparsetorch.training.soups import average, cycle_sparsity, sparse_model_soups
 from tests.training.training_testutil import TARGETS, net
 
@@ -71,7 +71,8 @@ def test_one_ingredient_is_plain_imp():
         }
         per_layer = allocation.global_budget(scores, level)
         new = {
-            f: keep_top(scores[f], s.numel() - n_pruned(s.numel(), per_layer[f])) for f, s in scores.items()
+            f: keep_top_among(scores[f], s.numel() - n_pruned(s.numel(), per_layer[f]))
+            for f, s in scores.items()
         }
         attach(reference, new)
         fit(reference, None, (x, y), epochs=1, seed=5 + 1000 * c, progress=False, **FIT)

@@ -20,27 +20,16 @@ from pathlib import Path
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils import parametrize
 
-from sparsetorch._io import DIGEST_KEY, atomic_path, tensor_digest
+from sparsetorch._checks import check_state_fits
+from sparsetorch._io import atomic_path, checkpoint_header
+from sparsetorch.checkpoint import plain_state, replace_state
 from sparsetorch.kernels.formats import Format
 from sparsetorch.kernels.module import SparseLinear, check_threads, guard_casts
 from sparsetorch.kernels.swap import set_submodule, sparse_layers
 from sparsetorch.kernels.validate import conforms, from_tensors
-from sparsetorch.masks import (
-    FORMAT,
-    FORMAT_VERSION,
-    MASK_PREFIX,
-    attach,
-    copy_plain_state,
-    get_masks,
-    mask_of,
-    named_weights,
-    patterns_of,
-    plain_state,
-    read_checkpoint,
-)
-from sparsetorch.patterns import Pattern, Unstructured, parse_pattern
+from sparsetorch.masks import MASK_PREFIX, get_masks, patterns_of, read_checkpoint
+from sparsetorch.patterns import Pattern, Unstructured, check_mask, parse_pattern
 
 COMPILED_KEY = "sparsetorch_compiled"
 
@@ -53,24 +42,20 @@ def save_compiled(
 
     path = Path(path)
     layers = sparse_layers(model)
-    tensors: dict[str, Tensor] = {}
-    for key, value in plain_state(model).items():
-        tensors[key] = value.detach().contiguous().cpu().clone()
-    for fqn, mask in get_masks(model).items():
+    tensors = {k: v.detach().contiguous().cpu().clone() for k, v in plain_state(model).items()}
+    patterns = patterns_of(model)
+    for fqn, mask in get_masks(model).items():  # refused here, not by the loader later
+        check_mask(mask, patterns[fqn], name=f"mask for {fqn!r}")
         tensors[MASK_PREFIX + fqn] = mask.detach().contiguous().cpu()
-    header = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "patterns": json.dumps({k: str(v) for k, v in patterns_of(model).items()}),
-        COMPILED_KEY: json.dumps(
-            {
-                fqn: {"meta": m.meta, "pattern": m.pattern, "bias": m.bias is not None, "fields": m._fields}
-                for fqn, m in layers.items()
-            }
-        ),
-        DIGEST_KEY: tensor_digest(tensors),
-        **(metadata or {}),
+    compiled = {
+        fqn: {"meta": m.meta, "pattern": m.pattern, "bias": m.bias is not None, "fields": m._fields}
+        for fqn, m in layers.items()
     }
+    fields = {
+        "patterns": json.dumps({k: str(v) for k, v in patterns.items()}),
+        COMPILED_KEY: json.dumps(compiled),
+    }
+    header = checkpoint_header(tensors, fields=fields, metadata=metadata)
     with atomic_path(path) as tmp:
         save_file(tensors, tmp, metadata=header)
     return path
@@ -116,7 +101,7 @@ def load_compiled(path: str | os.PathLike, model: nn.Module, *, threads: int | N
         fqn: SparseLinear(layer.fmt, layer.bias, threads=threads, pattern=str(layer.pattern))
         for fqn, layer in layers.items()
     }
-    _commit(model, built, plain, mask_tensors, patterns)
+    replace_state(model, mask_tensors, plain, patterns, modules=lambda: _swap_modules(model, built))
     return model
 
 
@@ -197,56 +182,22 @@ def _check_rest(
     for fqn in built:  # a Linear being replaced no longer holds weight/bias
         expected.pop(f"{fqn}.weight", None)
         expected.pop(f"{fqn}.bias", None)
-    missing, unexpected = sorted(set(expected) - set(plain)), sorted(set(plain) - set(expected))
-    if missing or unexpected:
-        raise ValueError(
-            f"{where} does not fit {type(model).__name__}: missing {missing[:5]}, unexpected {unexpected[:5]}"
-        )
-    for k, v in plain.items():
-        if v.shape != expected[k].shape or v.dtype != expected[k].dtype:
-            raise ValueError(
-                f"{where}: {k!r} is {v.dtype} of shape {tuple(v.shape)}, model expects "
-                f"{expected[k].dtype} of shape {tuple(expected[k].shape)}"
-            )
-    for fqn, m in mask_tensors.items():
+    check_state_fits(plain, expected, owner=type(model).__name__, where=where)
+    for fqn, m in mask_tensors.items():  # bool bytes were checked by `read_checkpoint`
         if m.dtype != torch.bool or fqn not in plain or m.shape != plain[fqn].shape:
             raise ValueError(f"{where}: mask for {fqn!r} is not a bool mask of a stored weight")
-        if bool((m.view(torch.uint8) > 1).any()):
-            raise ValueError(f"{where}: mask for {fqn!r} holds bytes other than 0 and 1")
 
 
-def _commit(
-    model: nn.Module,
-    built: dict[str, SparseLinear],
-    plain: dict[str, Tensor],
-    mask_tensors: dict[str, Tensor],
-    patterns: dict[str, Pattern],
-) -> None:
-    """Swap the checked layers, masks and tensors in; on any exception (an interrupt included) put
-    the model back as it was and re-raise."""
-    old_modules = {fqn: model.get_submodule(fqn) for fqn in built}
-    old_masks = {k: v.clone() for k, v in get_masks(model).items()}
-    old_patterns = patterns_of(model)
-    old_state = {k: v.detach().clone() for k, v in plain_state(model).items() if k in plain}
-    try:
-        for fqn, sparse in built.items():
-            set_submodule(model, fqn, sparse)
-        _set_masks(model, mask_tensors, patterns)
-        copy_plain_state(model, plain)
-        guard_casts(model)
-    except BaseException:
-        for fqn, module in old_modules.items():
+def _swap_modules(model: nn.Module, built: dict[str, SparseLinear]):
+    """Swap the built layers in (cast guards updated); return how to swap the old ones back."""
+    old = {fqn: model.get_submodule(fqn) for fqn in built}
+
+    def undo() -> None:
+        for fqn, module in old.items():
             set_submodule(model, fqn, module)
-        _set_masks(model, old_masks, old_patterns)
-        copy_plain_state(model, old_state)
         guard_casts(model)
-        raise
 
-
-def _set_masks(model: nn.Module, masks: dict[str, Tensor], patterns: dict[str, Pattern]) -> None:
-    """Exactly `masks` attached: others removed (the weight keeps its masked values)."""
-    for fqn, module, name in list(named_weights(model)):
-        if mask_of(module, name) is not None and fqn not in masks:
-            parametrize.remove_parametrizations(module, name, leave_parametrized=True)
-    if masks:
-        attach(model, masks, patterns=patterns)
+    for fqn, sparse in built.items():
+        set_submodule(model, fqn, sparse)
+    guard_casts(model)
+    return undo

@@ -12,6 +12,7 @@ from dataclasses import fields
 import torch
 from torch import Tensor
 
+from sparsetorch._checks import check_int
 from sparsetorch.kernels.formats import (
     CHUNK,
     CSR,
@@ -24,7 +25,7 @@ from sparsetorch.kernels.formats import (
     NMPacked,
 )
 from sparsetorch.kernels.invariants import CHECKS, Need, check_row_ptr
-from sparsetorch.patterns import NM, Block, Channel, Pattern, check
+from sparsetorch.patterns import NM, Block, Pattern, check_mask
 
 MAX_DIM = 2**31 - 1  # the kernels index rows, columns and stored values with int32
 
@@ -32,26 +33,19 @@ MAX_DIM = 2**31 - 1  # the kernels index rows, columns and stored values with in
 def fits(fmt: str, mask: Tensor, pattern: Pattern | None = None, **options: int) -> str | None:
     """Why format `fmt` cannot hold `mask` exactly, or None when it can.
 
-    `pattern` (the mask's recorded pattern) supplies N:M and block sizes when `options` don't.
+    `pattern` (the mask's recorded pattern) supplies N:M and block sizes when `options` don't; the
+    structure itself is checked by `patterns.check_mask`, the one conformance check.
     """
-    out, inp = mask.shape
     if fmt in ("dense", "bitmask", "csr"):
         return None
     if fmt == "nm":
         n = options.get("n", pattern.n if isinstance(pattern, NM) else 2)
         m = options.get("m", pattern.m if isinstance(pattern, NM) else 4)
-        if inp % m:
-            return f"input dimension {inp} is not divisible by m={m}"
-        worst = int(mask.view(out, inp // m, m).sum(-1).max()) if mask.numel() else 0
-        return None if worst <= n else f"mask is not {n}:{m} (a group keeps {worst})"
+        return conforms(mask, NM(n, m))
     if fmt == "block":
         bh = options.get("bh", pattern.h if isinstance(pattern, Block) else 4)
         bw = options.get("bw", pattern.w if isinstance(pattern, Block) else 16)
-        if out % bh or inp % bw:
-            return f"shape {(out, inp)} is not divisible by the {bh}x{bw} block"
-        tiles = mask.view(out // bh, bh, inp // bw, bw)
-        partial = (tiles.any(3).any(1) != tiles.all(3).all(1)).any()
-        return f"mask is not {bh}x{bw} block-structured" if bool(partial) else None
+        return conforms(mask, Block(bh, bw))
     raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
 
 
@@ -60,13 +54,6 @@ def build(fmt: str, weight: Tensor, mask: Tensor | None = None, **options: int) 
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
     return FORMATS[fmt].from_dense(weight, mask, **options)
-
-
-def _header_int(value: object, key: str, name: str) -> int:
-    """A header integer: JSON ints only (no bools, floats or strings), within what int32 indexes."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_DIM:
-        raise ValueError(f"{name} format field {key!r} must be an integer in [0, {MAX_DIM}], got {value!r}")
-    return value
 
 
 def from_tensors(meta: dict, tensors: dict[str, Tensor]) -> Format:
@@ -85,7 +72,11 @@ def from_tensors(meta: dict, tensors: dict[str, Tensor]) -> Format:
     shape = meta.get("shape")
     if not isinstance(shape, list | tuple) or len(shape) != 2:
         raise ValueError(f"{name} format needs a 2-D shape, got {shape!r}")
-    kwargs: dict = {"shape": tuple(_header_int(s, "shape", name) for s in shape)}
+    kwargs: dict = {
+        "shape": tuple(
+            check_int(f"{name} format field 'shape'", s, minimum=0, maximum=MAX_DIM) for s in shape
+        )
+    }
     tensor_fields = {f.name for f in fields(cls) if f.name != "shape" and f.type == "Tensor"}
     if set(tensors) != tensor_fields:
         raise ValueError(
@@ -97,7 +88,9 @@ def from_tensors(meta: dict, tensors: dict[str, Tensor]) -> Format:
         elif f.name != "shape":
             if f.name not in meta:
                 raise ValueError(f"{name} format is missing {f.name!r}")
-            kwargs[f.name] = _header_int(meta[f.name], f.name, name)
+            kwargs[f.name] = check_int(
+                f"{name} format field {f.name!r}", meta[f.name], minimum=0, maximum=MAX_DIM
+            )
     fmt = cls(**kwargs)
     validate(fmt)
     return fmt
@@ -157,19 +150,9 @@ def _check_sizes(fmt: Format, need: Need) -> None:
 
 
 def conforms(mask: Tensor, pattern: Pattern) -> str | None:
-    """Why a 2-D `mask` breaks its recorded `pattern`, or None when it keeps to it."""
+    """Why `mask` breaks its recorded `pattern` (`patterns.check_mask`), or None when it keeps to it."""
     try:
-        check(tuple(mask.shape), pattern, name="mask")
+        check_mask(mask, pattern, name="mask")
     except ValueError as err:
         return str(err)
-    if mask.dim() != 2:  # conv masks: only the tiling above (their groups follow `pruning`'s reshape)
-        return None
-    if isinstance(pattern, NM):
-        return fits("nm", mask, n=pattern.n, m=pattern.m)
-    if isinstance(pattern, Block):
-        return fits("block", mask, bh=pattern.h, bw=pattern.w)
-    if isinstance(pattern, Channel):  # `check` made sure dim is 0 or 1
-        other = 1 - pattern.dim
-        if not torch.equal(mask.any(other), mask.all(other)):
-            return f"mask is not {pattern} (a slice is partly kept)"
     return None

@@ -129,10 +129,12 @@ class MoEBlock(nn.Module):
         self.ln1, self.attn, self.ln2 = block.ln1, block.attn, block.ln2
         self.moe = moe
 
-    def forward(self, x: Tensor, *, token_ids: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
-        """(B, T, d) -> (B, T, d) and the MoE's aux values."""
+    def forward(
+        self, x: Tensor, *, token_ids: Tensor | None = None, expert_ids: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """(B, T, d) -> (B, T, d) and the MoE's aux values; `expert_ids` (B, T, k) force experts."""
         x = x + self.attn(self.ln1(x))
-        y, aux = self.moe(self.ln2(x), token_ids=token_ids)
+        y, aux = self.moe(self.ln2(x), token_ids=token_ids, expert_ids=expert_ids)
         return x + y, aux
 
 
@@ -177,8 +179,11 @@ class MoEGPT(GPT):
         self.moe_config = config
         name_gates(self)  # NaN-logit errors name the layer (blocks.3.moe.gate)
 
-    def forward(self, idx: Tensor) -> MoEGPTOutput:  # type: ignore[override]
-        """Logits (B, T, vocab), the summed aux loss and per-layer aux for ids `idx` (B, T)."""
+    def forward(self, idx: Tensor, *, expert_ids: Tensor | None = None) -> MoEGPTOutput:  # type: ignore[override]
+        """Logits (B, T, vocab), the summed aux loss and per-layer aux for ids `idx` (B, T).
+
+        `expert_ids` (B, T, k), when given, go to every MoE layer (gates that force experts).
+        """
         if idx.dim() != 2:
             raise ValueError(f"MoEGPT expects token ids (batch, seq), got shape {tuple(idx.shape)}")
         seq_len = idx.shape[1]
@@ -190,7 +195,7 @@ class MoEGPT(GPT):
         aux: dict[str, dict[str, Tensor]] = {}
         for i, block in enumerate(self.blocks):
             if isinstance(block, MoEBlock):
-                x, layer_aux = block(x, token_ids=idx)
+                x, layer_aux = block(x, token_ids=idx, expert_ids=expert_ids)
                 aux[f"blocks.{i}.moe"] = layer_aux
                 aux_loss = aux_loss + layer_aux["loss"]
             else:

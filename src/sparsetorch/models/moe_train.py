@@ -64,8 +64,7 @@ class MoETrainResult:
 def _step_stats(monitor: RoutingMonitor, aux: dict[str, dict[str, Tensor]]) -> dict[str, float]:
     """Routing statistics of one step, averaged over layers (dead experts and Sinkhorn calls summed)."""
     monitor.reset()
-    for layer, values in aux.items():
-        monitor.update(values, layer=layer)
+    _update(monitor, aux)
     summary = monitor.summary()
     out: dict[str, float] = {}
     for key in ("load_entropy", "max_load_ratio", "router_entropy", "dropped_fraction"):
@@ -143,6 +142,7 @@ def train_moe_gpt(
         model, train, steps=steps, batch_size=batch_size, lr=lr, min_lr=min_lr, warmup_steps=warmup_steps,
         weight_decay=weight_decay, grad_clip=grad_clip, seed=seed, on_step=record,
     )  # fmt: skip
+    model.eval()  # the result's model is returned ready for inference
     eval_monitor = RoutingMonitor(config.num_experts)
     watch = lambda out: _update(eval_monitor, out.aux)  # noqa: E731  (the eval routing, per batch)
     held_out = evaluate_lm(model, val, num_windows=eval_windows, batch_size=batch_size, on_output=watch)
@@ -161,6 +161,7 @@ def train_moe_gpt(
 
 
 def _update(monitor: RoutingMonitor, aux: dict[str, dict[str, Tensor]]) -> None:
+    """Feed every layer's routing `aux` of one forward pass into `monitor`."""
     for layer, values in aux.items():
         monitor.update(values, layer=layer)
 

@@ -11,7 +11,6 @@ They live with the models because they subclass one; the gates they feed stay on
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from sparsetorch.models.moe_gpt import MoEBlock, MoEGPT, MoEGPTConfig, MoEGPTOutput
@@ -27,7 +26,11 @@ class GraphMoEBlock(MoEBlock):
     def __init__(self, block: MoEBlock) -> None:
         super().__init__(block, block.moe)
 
-    def forward(self, x: Tensor, *, token_ids: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(
+        self, x: Tensor, *, token_ids: Tensor | None = None, expert_ids: Tensor | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        if expert_ids is not None:
+            raise ValueError("GraphMoEBlock: graph gates do not take forced expert_ids")
         h = self.ln1(x)
         if isinstance(self.moe.gate, AttentionAwareGate):
             a, attention = attention_with_weights(self.attn, h)
@@ -60,20 +63,5 @@ class FamilyMoEGPT(MoEGPT):
             raise ValueError(
                 f"expected idx (B, S) and experts (B,), got {tuple(idx.shape)}, {tuple(experts.shape)}"
             )
-        seq_len = idx.shape[1]
-        if seq_len > self.config.block_size:
-            raise ValueError(f"sequence length {seq_len} exceeds block_size {self.config.block_size}")
-        expert_ids = experts.long()[:, None, None].expand(-1, seq_len, 1)  # (B, S, 1)
-        x = self.drop(self.tok_emb(idx) + self.pos_emb(torch.arange(seq_len, device=idx.device)))
-        aux_loss = torch.zeros((), device=idx.device)
-        aux: dict[str, dict[str, Tensor]] = {}
-        for i, block in enumerate(self.blocks):
-            if isinstance(block, MoEBlock):
-                x = x + block.attn(block.ln1(x))
-                y, layer_aux = block.moe(block.ln2(x), token_ids=idx, expert_ids=expert_ids)
-                x = x + y
-                aux[f"blocks.{i}.moe"] = layer_aux
-                aux_loss = aux_loss + layer_aux["loss"]
-            else:
-                x = block(x)
-        return MoEGPTOutput(self.lm_head(self.ln_f(x)), aux_loss, aux)
+        expert_ids = experts.long()[:, None, None].expand(-1, idx.shape[1], 1)  # (B, S, 1)
+        return super().forward(idx, expert_ids=expert_ids)

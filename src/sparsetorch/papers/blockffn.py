@@ -117,26 +117,23 @@ def train_blockffn_gpt(
     """Train one BlockFFN GPT; return held-out loss (initial and final), TLS and CLS@8 per layer and mean."""
     from sparsetorch.data.shakespeare import shakespeare_windows
     from sparsetorch.training.lm import fit_lm, lm_loss, spaced_windows
-    from sparsetorch.training.loop import Loss, Step
+    from sparsetorch.training.loop import Loss
 
     train, val = shakespeare_windows(cfg["block"])  # (N, block + 1)
     val_batch = spaced_windows(val, cfg["windows"])
     model = BlockFFNGPT(
         n_layer=cfg["n_layer"], d_model=cfg["d_model"], block=cfg["block"], seed=seed, dense=dense
     )
-    steps, done = cfg["steps"], [0]
+    steps = cfg["steps"]
 
-    def loss_fn(model: nn.Module, batch: Tensor) -> Loss:
+    def loss_fn(model: nn.Module, batch: Tensor, *, step: int) -> Loss:
         loss, (logits, auxes), _ = lm_loss(model, batch)
-        l1_weight = cosine_ramp(done[0], steps // 2, 0.0, L1_END)
+        l1_weight = cosine_ramp(step, steps // 2, 0.0, L1_END)
         for a in auxes:  # the aux terms come back from the model's forward
             loss = loss + W_BALANCE * a.balance + l1_weight * a.l1
             if cls_aware:
                 loss = loss + W_LOCALITY * a.locality + W_CHUNK * a.chunk
         return Loss(loss, logits)
-
-    def count(step: Step) -> None:
-        done[0] = step.index + 1
 
     def evaluate(steps_done: int, model: nn.Module) -> dict[str, float]:
         logits, auxes = model(val_batch[:, :-1])
@@ -152,7 +149,7 @@ def train_blockffn_gpt(
 
     log = fit_lm(
         model, train, steps=steps, batch_size=cfg["batch"], lr=LR, min_lr=MIN_LR, warmup_steps=cfg["warmup"],
-        weight_decay=WEIGHT_DECAY, grad_clip=GRAD_CLIP, seed=seed, loss_fn=loss_fn, on_step=count,
+        weight_decay=WEIGHT_DECAY, grad_clip=GRAD_CLIP, seed=seed, loss_fn=loss_fn,
         on_eval=evaluate, eval_at=[0, steps],
     )  # fmt: skip
     init, final = log.evals[0], log.evals[-1]

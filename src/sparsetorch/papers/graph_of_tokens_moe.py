@@ -73,6 +73,7 @@ def _run(name: str, cfg: dict[str, Any], text: tuple[str, str] | None) -> dict[s
     fit_lm(
         model, train, steps=cfg["steps"], batch_size=cfg["batch"], seed=0, on_eval=checkpoint, eval_at=[at]
     )
+    model.eval()  # routing is read as at inference (fit_lm leaves the model in the mode it found)
     late = capture_routing(model, probe)
     fluct = [float(routing_fluctuation(early[layer], late[layer])) for layer in late]
     with torch.no_grad():

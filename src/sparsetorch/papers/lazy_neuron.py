@@ -105,21 +105,20 @@ def train_and_measure(cfg: dict[str, int], *, seed: int = SEED) -> dict[str, lis
     model = relu_gpt(n_layer=cfg["n_layer"], d_model=cfg["d_model"], block=cfg["block"], seed=seed)
     steps = cfg["steps"]
     eval_at = sorted({round(i * steps / (cfg["evals"] - 1)) for i in range(cfg["evals"])})
-    history: dict[str, list[float]] = {"step": [], "val_loss": []}
 
-    def evaluate(step: int, model: nn.Module) -> None:  # eval mode, no grad
+    def evaluate(step: int, model: nn.Module) -> dict[str, float]:  # eval mode, no grad
         with ActivationSparsity(model, targets="blocks.*.mlp.act", keep_tokens=False) as rec:
             loss = model.loss(val_batch[:, :-1], val_batch[:, 1:])
-        history["step"].append(float(step))
-        history["val_loss"].append(float(loss))
+        row = {"val_loss": float(loss)}
         for i, r in enumerate(rec.results().values()):
-            history.setdefault(f"nonzero_pct_L{i}", []).append(r.nonzero_percent)
+            row[f"nonzero_pct_L{i}"] = r.nonzero_percent
+        return row
 
-    fit_lm(
+    log = fit_lm(
         model, train, steps=steps, batch_size=cfg["batch"], lr=LR, min_lr=MIN_LR, warmup_steps=cfg["warmup"],
         weight_decay=WEIGHT_DECAY, grad_clip=GRAD_CLIP, seed=seed, on_eval=evaluate, eval_at=eval_at,
     )  # fmt: skip
-    return history
+    return {key: [row[key] for row in log.evals] for key in log.evals[0]}  # the rows' `step` included
 
 
 def reproduce(scale: str) -> Result:

@@ -171,18 +171,22 @@ def _embeddings(words: list[str]) -> Tensor:
 
 def _finetune_arms(
     model: nn.Module,
-    seq: Tensor,
-    lang: Tensor,
+    *,
+    train: tuple[Tensor, Tensor],
+    test: tuple[Tensor, Tensor],
     z: Tensor,
     reference: Any,
     layers: list[str],
-    test_seq: Tensor,
-    test_lang: Tensor,
     cfg: dict[str, Any],
 ) -> dict[str, list[Any]]:
-    """Router-only fine-tuning of copies of `model`, baseline (lam 0) and RoMA, per seed; oracle results."""
+    """Router-only fine-tuning of copies of `model`, baseline (lam 0) and RoMA, per seed; oracle results.
+
+    `train` and `test` are `(sequences, languages)` pairs; `z` the task embeddings of `train`.
+    """
     from sparsetorch.routing import roma
     from sparsetorch.routing.oracle import oracle_routing
+
+    (seq, lang), (test_seq, test_lang) = train, test
 
     defaults = roma.RomaConfig()
     steps = defaults.epochs * math.ceil(len(seq) / defaults.batch_size)
@@ -238,7 +242,15 @@ def reproduce(scale: str) -> Result:
         z = _embeddings([data.words[i] for i in ft.tolist()])
         reference = roma.successful_set(model, seq[ft], lang[ft], z, layers=layers, answer_ids=ANSWER_IDS)
         m["successful_set_size"] = float(len(reference.rows))
-        runs = _finetune_arms(model, seq[ft], lang[ft], z, reference, layers, seq[test], lang[test], cfg)
+        runs = _finetune_arms(
+            model,
+            train=(seq[ft], lang[ft]),
+            test=(seq[test], lang[test]),
+            z=z,
+            reference=reference,
+            layers=layers,
+            cfg=cfg,
+        )
     for name, results in runs.items():
         m[f"{name}_acc"] = statistics.fmean(r.router_accuracy for r in results)
         m[f"{name}_oracle_acc"] = statistics.fmean(r.oracle_accuracy for r in results)

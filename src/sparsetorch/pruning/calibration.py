@@ -71,6 +71,11 @@ FP32_MAX = torch.finfo(torch.float32).max
 # Inputs are scaled by a power of two (exact) only when their largest magnitude leaves this range,
 # so that X^T X stays finite in fp32 (|x| <= 2^32: products <= 2^64) and does not underflow.
 _LOW, _HIGH = 2.0**-32, 2.0**32
+# Squares are taken in fp32 and summed in fp64 (as before the overflow fix) while the batch's largest
+# magnitude is inside this range: then every square is a normal fp32 number, at most 2^126 (fp32 ends
+# near 2^128) and the largest at least 2^-126 (the least normal). The row count does not enter, since
+# the sum accumulates in fp64. Outside it, the batch is squared in fp64 (exact for fp32 inputs).
+_SQ_LOW, _SQ_HIGH = 2.0**-63, 2.0**63
 
 
 def _shift_for(amax: float) -> int:
@@ -88,16 +93,33 @@ def _as_fp32(values: Tensor) -> Tensor:
     return (values.double() * 2.0 ** -math.frexp(top)[1]).float()
 
 
+def _finite_amax(x: Tensor, *, name: str) -> float:
+    """The largest magnitude of `x`, in its own dtype (one pass, no copy), checked finite and in fp32 range."""
+    if not x.numel():
+        return 0.0
+    low, high = (v.item() for v in torch.aminmax(x))  # NaN anywhere makes both NaN
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"{name}: calibration activations contain NaN or Inf")
+    amax = max(-low, high)
+    if amax > FP32_MAX:
+        raise ValueError(
+            f"{name}: calibration activations reach {amax:.3g}, beyond the float32 range "
+            f"({FP32_MAX:.3g}) of the calibration statistics"
+        )
+    return amax
+
+
 @dataclass
 class LayerStats:
     """Running statistics of a layer's inputs X (rows = tokens, columns = input features).
 
     `sq_sum[j] = ||X_j||^2` (Wanda's feature norm, squared) and `total[j] = sum of X_j` (for the
-    mean, DSnoT) are accumulated in fp64 from the exact fp64 squares of the inputs. `xtx` is
-    `X^T X / 4**xtx_shift` in fp32: the Hessian of SparseGPT/OBS up to a positive factor, which no
-    method nor the reconstruction error depends on. `xtx_shift` is 0 unless the inputs' magnitude
-    leaves [2^-32, 2^32]; then the inputs are scaled by a power of two (exactly) so that X^T X stays
-    finite, whatever finite fp32 activations come in.
+    mean, DSnoT) are sums in fp64 of the inputs' fp32 squares and values, so ordinary inputs give the
+    very statistics they always did; a batch whose squares would leave the fp32 range (see `_SQ_LOW`)
+    is squared in fp64 instead. `xtx` is `X^T X / 4**xtx_shift` in fp32: the Hessian of SparseGPT/OBS
+    up to a positive factor, which no method nor the reconstruction error depends on. `xtx_shift` is
+    0 unless the inputs' magnitude leaves [2^-32, 2^32]; then the inputs are scaled by a power of two
+    (exactly) so that X^T X stays finite, whatever finite fp32 activations come in.
     """
 
     columns: int
@@ -122,32 +144,34 @@ class LayerStats:
                 model), naming the layer.
         """
         x = x.detach()
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{name}: calibration activations contain NaN or Inf")
-        x64 = x.double()
-        amax = x64.abs().max().item() if x64.numel() else 0.0
-        if amax > FP32_MAX:
-            raise ValueError(
-                f"{name}: calibration activations reach {amax:.3g}, beyond the float32 range "
-                f"({FP32_MAX:.3g}) of the calibration statistics"
-            )
+        amax = _finite_amax(x, name=name)
+        xf = x.float()  # a no-op for fp32 inputs
         self.rows += x.shape[0]
-        self.total += x64.sum(0)
-        self.sq_sum += x64.pow(2).sum(0)  # fp64 squares: fp32 inputs cannot overflow them
+        if amax == 0.0 or _SQ_LOW <= amax <= _SQ_HIGH:  # ordinary inputs: exactly as before the fix
+            exact = x
+            self.total += xf.sum(0, dtype=torch.float64)
+            self.sq_sum += xf.pow(2).sum(0, dtype=torch.float64)
+        else:  # fp32 squares would overflow or underflow: fp64 ones, exact for fp32 inputs
+            exact = x.double()
+            self.total += exact.sum(0)
+            self.sq_sum += exact.pow(2).sum(0)
         if self.xtx is not None:
-            self._add_xtx(x, x64, amax)
+            self._add_xtx(exact, xf, amax)
 
-    def _add_xtx(self, x: Tensor, x64: Tensor, amax: float) -> None:
-        """Accumulate X^T X in fp32, raising the common power-of-two scale when inputs grow."""
+    def _add_xtx(self, x: Tensor, xf: Tensor, amax: float) -> None:
+        """Accumulate X^T X in fp32, raising the common power-of-two scale when inputs grow.
+
+        `x` is the batch in its own (or fp64) precision, `xf` the same in fp32."""
         assert self.xtx is not None
         # The scale only grows (the first batch sets it), so rescaling never overflows.
         shift = max(self.xtx_shift, _shift_for(amax)) if self._xtx_rows else _shift_for(amax)
         if shift != self.xtx_shift and self._xtx_rows:  # rescale the sum so far: exact, may underflow
             self.xtx.copy_(self.xtx.double() * 2.0 ** (2 * (self.xtx_shift - shift)))
         self.xtx_shift = shift
-        x = (x64 * 2.0**-shift if shift else x).float()  # a power of two: exact
-        self.xtx.addmm_(x.T, x)
-        self._xtx_rows += x.shape[0]
+        # fp64 only for a scaled (extreme) batch: a power of two, exact, rounded once to fp32.
+        scaled = (x.double() * 2.0**-shift).float() if shift else xf
+        self.xtx.addmm_(scaled.T, scaled)
+        self._xtx_rows += scaled.shape[0]
 
     @property
     def mean(self) -> Tensor:

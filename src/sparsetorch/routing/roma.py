@@ -360,7 +360,7 @@ def finetune_routers(
     def ramp(step: int, warmup: int) -> float:
         return min(1.0, (step + 1) / warmup) if warmup else 1.0
 
-    def loss_fn(model: nn.Module, batch: Tensor) -> Loss:
+    def loss_fn(model: nn.Module, batch: Tensor, *, step: int) -> Loss:
         task = F.cross_entropy(answer_logits(model, inputs[batch], answer_ids), targets[batch])
         reg = torch.zeros(())
         if config.lam > 0:
@@ -369,7 +369,7 @@ def finetune_routers(
             reg = manifold_regularizer(
                 routing, embeddings[batch], reference.embeddings, reference.routing, k=k, sigma=config.sigma
             )
-        lam = config.lam * ramp(len(history), config.lam_warmup_steps)
+        lam = config.lam * ramp(step, config.lam_warmup_steps)
         return Loss(task + lam * reg, parts={"task": task.detach(), "reg": reg.detach()})
 
     def record(step: Step) -> None:

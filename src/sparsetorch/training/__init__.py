@@ -56,9 +56,16 @@ from sparsetorch.training.config import ScheduledConfig, TrainingConfig
 from sparsetorch.training.dst import DynamicSparseConfig, DynamicSparseMethod
 from sparsetorch.training.fit import evaluate, fit
 from sparsetorch.training.lm import evaluate_lm, fit_lm
-from sparsetorch.training.loop import Loss, Step, TrainLog, train_steps
+from sparsetorch.training.loop import Loss, Step, TrainLog, as_callbacks, train_steps
 from sparsetorch.training.nm import NMFromScratch
-from sparsetorch.training.ops import MaskUpdate, drop_and_grow, keep_highest, keep_top, reset_optimizer_state
+from sparsetorch.training.ops import (
+    MaskUpdate,
+    drop_and_grow,
+    keep_highest,
+    keep_top,  # deprecated alias of keep_top_among; warns when called
+    keep_top_among,
+    reset_optimizer_state,
+)
 from sparsetorch.training.pai import PruneAtInit
 from sparsetorch.training.schedules import cosine_decay, cubic
 from sparsetorch.training.soups import sparse_model_soups
@@ -78,6 +85,7 @@ __all__ = [
     "Step",
     "TrainLog",
     "TrainingConfig",
+    "as_callbacks",
     "cosine_decay",
     "cubic",
     "drop_and_grow",
@@ -88,6 +96,7 @@ __all__ = [
     "iso_flop_method",
     "keep_highest",
     "keep_top",
+    "keep_top_among",
     "reset_optimizer_state",
     "sparse_model_soups",
     "sparse_wide",

@@ -52,7 +52,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from sparsetorch.masks import Mask, attach, mask_of, named_weights, resolve_targets, stored
+from sparsetorch.masks import Mask, attach, mask_of, resolve_targets, stored, weights_by_fqn
 from sparsetorch.methods import Method, MethodConfig, method_registry
 from sparsetorch.patterns import Pattern, Unstructured, check, n_pruned, parse_pattern
 from sparsetorch.training.config import ScheduledConfig, TrainingConfig
@@ -169,7 +169,7 @@ class SparseTrainingMethod(Method):
         fqns = resolve_targets(model, targets, ignore)
         if not fqns:
             raise ValueError(f"{self.name}: no target weights in {type(model).__name__}")
-        lookup = {fqn: (module, name) for fqn, module, name in named_weights(model)}
+        lookup = weights_by_fqn(model)
         modules = {f: lookup[f] for f in fqns}
         params = {f: stored(*modules[f]) for f in fqns}
         covered = {id(p) for group in optimizer.param_groups for p in group["params"]}

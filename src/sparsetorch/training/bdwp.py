@@ -13,7 +13,7 @@ prunes the weights N:M in both passes that read them, each along its own reducti
     W  <- W - lr * (dW + lambda_w * (~mask_F) * W)
 
 Both masks come from the dense weights and are recomputed after every optimizer step. `W_F`'s mask
-is the method's mask (`masks`, the sparsity it reaches, what `squash` bakes in); `W_B`'s is a
+is the method's mask (`masks`, the sparsity it reaches, what `finish` bakes in); `W_B`'s is a
 second buffer of the parametrization (`backward_mask`). For a Conv weight `(out, in, *k)` the
 groups run along `in` (forward) and `out` (backward) at every kernel position.
 

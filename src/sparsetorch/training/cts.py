@@ -254,7 +254,17 @@ def concrete_ticket_search(
         history["loss"].append(step.loss / _LOSS_SCALE)
 
     batches = _calibration_batches(inputs, min(config.batch_size, len(inputs)), generator)
-    train_steps(model, optimizer, batches, loss_fn, steps=config.iterations, on_grads=balance, on_step=record)
+    # Only the logits learn: frozen parameters get no `.grad` from the loop's backward pass.
+    flags = {p: p.requires_grad for p in model.parameters()}
+    for p in flags:
+        p.requires_grad_(False)
+    try:
+        train_steps(
+            model, optimizer, batches, loss_fn, steps=config.iterations, on_grads=balance, on_step=record
+        )
+    finally:
+        for p, flag in flags.items():
+            p.requires_grad_(flag)
     if not all(bool(torch.isfinite(a).all()) for a in logits.values()):
         raise RuntimeError("cts: the mask logits diverged (non-finite); lower lr or check the model")
     scores = {f: a.detach().float() for f, a in logits.items()}

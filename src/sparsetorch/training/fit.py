@@ -19,7 +19,17 @@ from torch import Tensor, nn
 
 from sparsetorch.evaluation import classification_metrics
 from sparsetorch.training.base import TRAINERS, SparseTrainingMethod
-from sparsetorch.training.loop import Loss, OnEval, OnStep, Step, epoch_batches, train_steps
+from sparsetorch.training.loop import (
+    Loss,
+    OnEval,
+    OnStep,
+    Step,
+    TrainLog,
+    as_callbacks,
+    epoch_batches,
+    train_mode,
+    train_steps,
+)
 
 __all__ = ["OPTIMIZERS", "Data", "build_optimizer", "evaluate", "fit", "progress_bar", "tensors"]
 
@@ -140,14 +150,15 @@ def fit(
     targets: str | Iterable[str] | None = None,
     ignore: str | Iterable[str] | None = None,
     progress: bool = True,
-    on_step: OnStep | Sequence[OnStep] = (),
-    on_eval: OnEval | Sequence[OnEval] = (),
+    on_step: OnStep | Sequence[OnStep] | None = None,
+    on_eval: OnEval | Sequence[OnEval] | None = None,
     eval_at: Iterable[int] = (),
+    log: TrainLog | None = None,
 ) -> dict[str, float]:
     """Train a classifier with a sparse-training method and return its metrics.
 
     Args:
-        model: the classifier; trained in place (its masks stay attached: call `method.squash()`).
+        model: the classifier; trained in place (its masks stay attached: call `method.finish()`).
         method: an unprepared `SparseTrainingMethod`, a registered name (with its defaults), or None
             for dense training. It is prepared here with the optimizer and `total_steps`, and stepped
             after every optimizer step (before `on_step`).
@@ -163,6 +174,10 @@ def fit(
         seed: seeds the shuffling and the global RNG inside the call (restored afterwards).
         targets, ignore: passed to `method.prepare`. progress: show a rich progress bar.
         on_step, on_eval, eval_at: callbacks of `training.loop.train_steps`.
+        log: a `TrainLog` that receives the run's rows (per-step `loss` and the `on_step` values, the
+            `on_eval` rows), as with `fit_lm`, whose return value it is; None: not kept.
+
+    The model is trained in train mode and left in the mode it was in before the call.
 
     Returns:
         `train_loss` (mean over the last epoch), `steps`, `epochs`, `seconds`, `sparsity` (of the
@@ -181,22 +196,16 @@ def fit(
     schedule = _cosine(opt, method, total_steps) if lr_schedule == "cosine" else None
     batches = epoch_batches(len(x), batch_size, torch.Generator().manual_seed(seed), accumulate=accumulate)
     began = time.perf_counter()
-    with progress_bar(progress, "loss {task.fields[loss]:.4f}") as bar:
+    with progress_bar(progress, "loss {task.fields[loss]:.4f}") as bar, train_mode(model):
         monitor = _FitStep(method, schedule, bar, epochs, steps_per_epoch, len(x))
-        model.train()
         loss_fn = _classification_loss(x, y, next(model.parameters()).device)
-        callbacks = [monitor, *(on_step if isinstance(on_step, Sequence) else [on_step])]
+        callbacks = [monitor, *as_callbacks(on_step, "on_step")]
         train_steps(
             model, opt, _with_step_size(batches), loss_fn, steps=total_steps, seed=seed, on_step=callbacks,
-            on_eval=on_eval, eval_at=eval_at,
+            on_eval=on_eval, eval_at=eval_at, log=log,
         )  # fmt: skip
-    metrics: dict[str, float] = {
-        "train_loss": monitor.train_loss,
-        "epochs": epochs,
-        "steps": total_steps,
-        "seconds": time.perf_counter() - began,
-        **_method_metrics(method),
-    }
+    metrics: dict[str, float] = {"train_loss": monitor.train_loss, "epochs": epochs, "steps": total_steps}
+    metrics |= {"seconds": time.perf_counter() - began, **_method_metrics(method)}
     if test is not None:
         metrics.update({f"test_{k}": v for k, v in evaluate(model, test).items()})
     return metrics

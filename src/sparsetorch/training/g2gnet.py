@@ -66,7 +66,7 @@ from torch import Tensor, nn
 from sparsetorch.training.base import TRAINERS
 from sparsetorch.training.distributed import all_reduce_mean
 from sparsetorch.training.dst import DynamicSparseConfig, DynamicSparseMethod
-from sparsetorch.training.ops import MaskUpdate, drop_and_grow, keep_top, magnitude_scores
+from sparsetorch.training.ops import MaskUpdate, drop_and_grow, keep_top_among, magnitude_scores
 
 STATS = ("n", "sx", "sz", "sxx", "szz", "sxz")
 
@@ -127,7 +127,7 @@ def g2g_mask(shape: tuple[int, ...], sparsity: float, ensembles: int, generator:
     scores = block + 0.5 * torch.rand(shape, generator=generator)
     numel = math.prod(shape)
     keep = numel - min(numel, round(sparsity * numel))
-    return keep_top(scores, keep)
+    return keep_top_among(scores, keep)
 
 
 def correlation(stats: dict[str, Tensor]) -> Tensor:

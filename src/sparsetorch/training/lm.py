@@ -9,6 +9,10 @@ token rows (`data.shakespeare.byte_windows`): inputs `[:, :-1]`, next-token targ
 The default loss is `lm_loss`: next-token cross-entropy plus the model's own `aux_loss` when its
 output carries one (`MoEGPTOutput`); `extra_loss(step, output)` adds terms computed from the output
 (router schedules, activation penalties). `on_step` / `on_eval` are those of `training.loop`.
+
+Windows are moved to the device of the model's parameters batch by batch, in training and in
+evaluation. `fit_lm` trains in train mode and leaves the model in the mode it was in before the call
+(as `fit` does).
 """
 
 from __future__ import annotations
@@ -22,7 +26,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparsetorch.evaluation import lm_metrics, logits_of
-from sparsetorch.training.loop import Loss, OnEval, OnStep, Step, TrainLog, random_batches, train_steps
+from sparsetorch.training.loop import (
+    Loss,
+    OnEval,
+    OnStep,
+    TrainLog,
+    random_batches,
+    takes_step,
+    train_mode,
+    train_steps,
+)
 
 __all__ = ["evaluate_lm", "fit_lm", "lm_loss", "lm_optimizer", "spaced_windows", "warmup_cosine"]
 
@@ -93,11 +106,12 @@ def fit_lm(
     grad_clip: float | None = 1.0,
     seed: int = 0,
     optimizer: torch.optim.Optimizer | None = None,
-    loss_fn: Callable[[nn.Module, Tensor], Loss] = lm_loss,
+    loss_fn: Callable[..., Loss] = lm_loss,
     extra_loss: Callable[[int, Any], Tensor] | None = None,
-    on_step: OnStep | Sequence[OnStep] = (),
-    on_eval: OnEval | Sequence[OnEval] = (),
+    on_step: OnStep | Sequence[OnStep] | None = None,
+    on_eval: OnEval | Sequence[OnEval] | None = None,
     eval_at: Iterable[int] = (),
+    log: TrainLog | None = None,
 ) -> TrainLog:
     """Train a causal LM in place on `train` windows (N, T + 1) by the recipe of the module docstring.
 
@@ -109,13 +123,15 @@ def fit_lm(
         grad_clip: max global gradient norm (None: no clipping).
         seed: batch sampling and the global RNG (dropout) inside the call; the caller's RNG is restored.
         optimizer: replaces `lm_optimizer` (its learning rate is still set by the schedule).
-        loss_fn: `(model, batch) -> Loss` (default `lm_loss`).
+        loss_fn: `(model, batch) -> Loss` (default `lm_loss`), or `(model, batch, *, step) -> Loss` to
+            see the 0-based index of the step (as in `train_steps`); `batch` is on the model's device.
         extra_loss: `(step, output) -> Tensor` added to the loss (aux terms as return values).
         on_step, on_eval, eval_at: callbacks of `training.loop.train_steps`.
+        log: a `TrainLog` to append the rows to (as `fit`'s), or None for a new one.
 
     Returns:
         The `TrainLog` (per-step `loss`, `task`, `aux_loss` and callback values; evaluations). The
-        model is left in eval mode.
+        model is left in the mode it was in before the call.
 
     Raises:
         ValueError: windows that are not a 2-D integer tensor of at least two tokens per row, or
@@ -130,31 +146,27 @@ def fit_lm(
     warmup = max(1, steps // 10) if warmup_steps is None else warmup_steps
     opt = optimizer if optimizer is not None else lm_optimizer(model, lr=lr, weight_decay=weight_decay)
 
-    done = [0]  # steps taken: the index of the step whose loss is being computed
+    device, with_step = next(model.parameters()).device, takes_step(loss_fn)
 
-    def loss(model: nn.Module, index: Tensor) -> Loss:
-        result = loss_fn(model, train[index])  # (B, T + 1) windows
+    def loss(model: nn.Module, index: Tensor, *, step: int) -> Loss:
+        batch = train[index].to(device)  # (B, T + 1) windows
+        result = loss_fn(model, batch, step=step) if with_step else loss_fn(model, batch)
         if extra_loss is None:
             return result
-        return result._replace(total=result.total + extra_loss(done[0], result.output))
+        return result._replace(total=result.total + extra_loss(step, result.output))
 
-    def count(step: Step) -> None:
-        done[0] = step.index + 1
-
-    callbacks = [count, *(on_step if isinstance(on_step, Sequence) else [on_step])]
-    model.train()
-    log = train_steps(
-        model,
-        opt,
-        random_batches(len(train), batch_size, torch.Generator().manual_seed(seed)),
-        loss,
-        steps=steps,
-        lr_at=lambda step: warmup_cosine(step, lr=lr, min_lr=min_lr, warmup=warmup, steps=steps),
-        grad_clip=grad_clip,
-        on_step=callbacks,
-        on_eval=on_eval,
-        eval_at=eval_at,
-        seed=seed,
-    )
-    model.eval()
-    return log
+    with train_mode(model):
+        return train_steps(
+            model,
+            opt,
+            random_batches(len(train), batch_size, torch.Generator().manual_seed(seed)),
+            loss,
+            steps=steps,
+            lr_at=lambda step: warmup_cosine(step, lr=lr, min_lr=min_lr, warmup=warmup, steps=steps),
+            grad_clip=grad_clip,
+            on_step=on_step,
+            on_eval=on_eval,
+            eval_at=eval_at,
+            seed=seed,
+            log=log,
+        )

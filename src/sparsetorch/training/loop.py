@@ -13,7 +13,9 @@ Callbacks are where sparse methods, routers, monitors and reproductions hook in;
 comes back as return values (a mapping of floats, merged into the step's row), and aux losses come
 back from `loss_fn` (or the model's output, see `training.lm.lm_loss`), never through globals.
 
-- `loss_fn(model, batch) -> Loss`: the step's objective on one (micro-)batch.
+- `loss_fn(model, batch) -> Loss`: the step's objective on one (micro-)batch; a `loss_fn` that declares
+  a `step` parameter is called as `loss_fn(model, batch, step=i)`, `i` the 0-based index of the step
+  being computed (schedules of aux weights, without counters of their own).
 - `on_grads(model) -> None`: after the backward pass, before clipping and the optimizer step
   (gradient surgery: a projection, a balance term written into `.grad`).
 - `on_step(step: Step) -> Mapping[str, float] | None`: after the optimizer step.
@@ -21,14 +23,19 @@ back from `loss_fn` (or the model's output, see `training.lm.lm_loss`), never th
   (0 = before training), the model in eval mode under `torch.no_grad()`; its mode is restored after.
 
 The loop never changes the model's train/eval mode outside `on_eval`: the caller sets it.
+
+Gradient accumulation (`Microbatches`): the gradients of the step's micro-batches add up, so each
+`loss_fn` call must return this micro-batch's share of the step's mean loss (e.g. the summed loss of
+its examples divided by the examples of the whole step), not its own mean.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -43,9 +50,13 @@ __all__ = [
     "OnStep",
     "Step",
     "TrainLog",
+    "as_callbacks",
     "check_finite",
+    "cuda_devices",
     "epoch_batches",
     "random_batches",
+    "takes_step",
+    "train_mode",
     "train_steps",
 ]
 
@@ -59,7 +70,12 @@ class Loss(NamedTuple):
 
 
 class Microbatches(list):
-    """The micro-batches of one optimizer step (gradient accumulation); any other batch is one micro-batch."""
+    """The micro-batches of one optimizer step (gradient accumulation); any other batch is one micro-batch.
+
+    Scaling rule: the micro-batches' gradients are summed, so `loss_fn` must return this micro-batch's
+    share of the step's mean loss (its examples' summed loss divided by the step's example count);
+    then the step equals one batch of all its examples.
+    """
 
 
 @dataclass
@@ -127,7 +143,12 @@ def random_batches(n: int, batch_size: int, generator: torch.Generator) -> Itera
         yield torch.randint(n, (batch_size,), generator=generator)
 
 
-def _callbacks(value: Any, what: str) -> list[Callable]:
+def as_callbacks(value: Any, what: str) -> list[Callable]:
+    """`value` (None, a callable or a sequence of callables) as a list of callables.
+
+    Raises:
+        TypeError: an item is not callable (`what` names the argument in the message).
+    """
     items = [] if value is None else list(value) if isinstance(value, Sequence) else [value]
     for item in items:
         if not callable(item):
@@ -149,17 +170,46 @@ def _evaluate(model: nn.Module, done: int, on_eval: list[Callable], log: TrainLo
     was_training = model.training
     model.eval()
     row: dict[str, float] = {"step": float(done)}
-    with torch.no_grad():
-        for callback in on_eval:
-            _merge(row, callback(done, model), "on_eval")
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            for callback in on_eval:
+                _merge(row, callback(done, model), "on_eval")
+    finally:  # an error in a callback must not leave the model in eval mode
+        model.train(was_training)
     log.evals.append(row)
 
 
-def _backward(model: nn.Module, batch: Any, loss_fn: LossFn) -> tuple[float, dict[str, float], Any]:
+@contextmanager
+def train_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Train mode inside the block; afterwards (even on an error) the mode the model was in before."""
+    was_training = model.training
+    model.train()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def takes_step(loss_fn: Callable) -> bool:
+    """Whether `loss_fn` declares a `step` parameter (then the loop passes `step=` the step index)."""
+    try:
+        return "step" in inspect.signature(loss_fn).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: the plain (model, batch) form
+        return False
+
+
+def cuda_devices(model: nn.Module) -> list[int]:
+    """Indices of the CUDA devices that hold `model`'s parameters or buffers (empty on the CPU)."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sorted({t.device.index for t in tensors if t.device.type == "cuda"})
+
+
+def _backward(
+    model: nn.Module, batch: Any, loss_fn: LossFn, step: dict[str, int]
+) -> tuple[float, dict[str, float], Any]:
     total, parts, output = 0.0, {}, None
     for micro in batch if isinstance(batch, Microbatches) else [batch]:
-        result = loss_fn(model, micro)
+        result = loss_fn(model, micro, **step)
         if not isinstance(result, Loss):
             raise TypeError(f"loss_fn must return a Loss(total, output, parts), got {type(result).__name__}")
         result.total.backward()
@@ -184,15 +234,21 @@ def train_steps(
     on_eval: OnEval | Sequence[OnEval] | None = None,
     eval_at: Iterable[int] = (),
     seed: int | None = None,
+    log: TrainLog | None = None,
 ) -> TrainLog:
     """Run `steps` optimizer steps of `loss_fn` over `batches` (see the module docstring for the order).
 
     Args:
-        batches: an iterable with at least `steps` step batches (`epoch_batches`, `random_batches`).
+        batches: an iterable with at least `steps` step batches (`epoch_batches`, `random_batches`);
+            a `Microbatches` batch accumulates gradients, and then `loss_fn` must return each
+            micro-batch's share of the step's mean loss (see `Microbatches`).
+        loss_fn: `(model, batch) -> Loss`, or `(model, batch, *, step) -> Loss` to see the step index.
         lr_at: the learning rate of every parameter group at step `i` (set before the step), or None.
         grad_clip: max global gradient norm, or None.
         eval_at: step counts (0 .. steps) after which `on_eval` runs.
-        seed: when given, the global RNG (dropout) is seeded with it inside the call and restored after.
+        seed: when given, the global RNG (dropout) is seeded with it inside the call and restored after
+            (the CPU generator and those of the CUDA devices holding the model).
+        log: a `TrainLog` to append the rows to (returned), or None for a new one.
 
     Raises:
         ValueError, TypeError: a bad step count, evaluation point, callback or `loss_fn` return value.
@@ -204,12 +260,14 @@ def train_steps(
         raise ValueError(f"eval_at must hold step counts in [0, {steps}], got {sorted(marks)}")
     if grad_clip is not None and not grad_clip > 0:
         raise ValueError(f"grad_clip must be positive or None, got {grad_clip!r}")
-    grads_cbs, step_cbs = _callbacks(on_grads, "on_grads"), _callbacks(on_step, "on_step")
-    eval_cbs = _callbacks(on_eval, "on_eval")
+    grads_cbs, step_cbs = as_callbacks(on_grads, "on_grads"), as_callbacks(on_step, "on_step")
+    eval_cbs = as_callbacks(on_eval, "on_eval")
     if marks and not eval_cbs:
         raise ValueError("eval_at needs an on_eval callback")
-    log, source = TrainLog(), iter(batches)
-    with torch.random.fork_rng(devices=[]) if seed is not None else nullcontext():
+    log, source, with_step = TrainLog() if log is None else log, iter(batches), takes_step(loss_fn)
+    # torch.manual_seed seeds the CUDA generators too: restore those of the model's devices as well
+    forked = torch.random.fork_rng(devices=cuda_devices(model)) if seed is not None else nullcontext()
+    with forked:
         if seed is not None:
             torch.manual_seed(seed)
         if 0 in marks:
@@ -221,7 +279,7 @@ def train_steps(
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(index)
             batch = next(source)
-            loss, parts, output = _backward(model, batch, loss_fn)
+            loss, parts, output = _backward(model, batch, loss_fn, {"step": index} if with_step else {})
             for callback in grads_cbs:
                 callback(model)
             if grad_clip is not None:

@@ -12,7 +12,7 @@ The mask is recomputed after every optimizer step (`step()`), which is when W ch
 forward pass always sees the N:M of the current weights, as in the reference code that recomputes
 it inside every forward. Pruned weights keep their values and their optimizer state: they are
 trained (through the straight-through gradient) and can come back; only the effective weight is
-zero where the mask is off, and `squash` bakes the last mask in.
+zero where the mask is off, and `finish` bakes the last mask in.
 
 This departs from the base's mask convention (where a pruned weight's stored value and optimizer
 state are zeroed at every update): these methods set the base's `trains_pruned` flag, so a mask

@@ -9,6 +9,7 @@ what make "achieved sparsity equals the target" checkable after every update.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -34,10 +35,12 @@ class MaskUpdate(NamedTuple):
     sparsity: float
 
 
-def keep_top(scores: Tensor, k: int, candidates: Tensor | None = None) -> Tensor:
-    """Bool mask of the `k` highest `scores` among `candidates` (all if None); ties keep the earlier.
+def keep_top_among(scores: Tensor, k: int, *, candidates: Tensor | None = None) -> Tensor:
+    """Bool mask of the `k` highest `scores` of the whole tensor among `candidates` (all if None);
+    ties keep the earlier.
 
-    `patterns.keep_top` over the flattened tensor, with non-candidates ranked last.
+    One global top-k: `patterns.keep_top` (which keeps the top k of every slice along a dim) over the
+    flattened tensor, with non-candidates ranked last.
 
     Raises:
         ValueError: `k` negative or more than the candidates, or NaN scores.
@@ -52,6 +55,17 @@ def keep_top(scores: Tensor, k: int, candidates: Tensor | None = None) -> Tensor
     if allowed is not None:
         flat = flat.masked_fill(~allowed, -math.inf)
     return patterns.keep_top(flat, k, dim=0).reshape(scores.shape)
+
+
+def keep_top(scores: Tensor, k: int, candidates: Tensor | None = None) -> Tensor:
+    """Deprecated: `keep_top_among` (renamed apart from the per-slice `patterns.keep_top`)."""
+    warnings.warn(
+        "sparsetorch.training.ops.keep_top is deprecated and will be removed in the next release: use "
+        "sparsetorch.training.ops.keep_top_among (a global top-k; patterns.keep_top is per slice)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return keep_top_among(scores, k, candidates=candidates)
 
 
 def drop_and_grow(mask: Tensor, drop_scores: Tensor, grow_scores: Tensor, n: int) -> Tensor:
@@ -69,8 +83,8 @@ def drop_and_grow(mask: Tensor, drop_scores: Tensor, grow_scores: Tensor, n: int
     active = int(mask.sum())
     if not 0 <= n <= active:
         raise ValueError(f"cannot drop {n} of {active} active weights")
-    kept = keep_top(drop_scores, active - n, mask)
-    grown = keep_top(grow_scores, n, ~kept)
+    kept = keep_top_among(drop_scores, active - n, candidates=mask)
+    grown = keep_top_among(grow_scores, n, candidates=~kept)
     return kept | grown
 
 
@@ -101,7 +115,7 @@ def random_masks(
         if isinstance(pattern, NM):
             mask = select(scores, pattern, name=fqn)
         else:
-            mask = keep_top(scores, math.prod(shape) - pruned[fqn])
+            mask = keep_top_among(scores, math.prod(shape) - pruned[fqn])
         out[fqn] = mask.to(device[fqn]) if device else mask
     return out
 
@@ -141,7 +155,7 @@ def keep_highest(scores: Mapping[str, Tensor], sparsity: float, distribution: st
         pruned = {f: n_pruned(math.prod(shapes[f]), s) for f, s in per_layer.items()}
     else:
         pruned = allocate(distribution, shapes, sparsity)
-    masks = {f: keep_top(scores[f], math.prod(shapes[f]) - pruned[f]) for f in scores}
+    masks = {f: keep_top_among(scores[f], math.prod(shapes[f]) - pruned[f]) for f in scores}
     return MaskUpdate(masks, pruned, sparsity)
 
 

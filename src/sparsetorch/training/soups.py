@@ -17,7 +17,7 @@ the model), the variation of the paper's main experiments. With `ingredients=1` 
 (prune, then retrain from the pruned weights, no rewinding).
 
 This is a driver, not a registered training method: a soup needs m models trained side by side, which
-the one-model lifecycle of `SparseTrainingMethod` (`prepare`/`step`/`squash`) cannot express. Every
+the one-model lifecycle of `SparseTrainingMethod` (`prepare`/`step`/`finish`) cannot express. Every
 retraining run is a `sparsetorch.training.fit` call on a copy of the soup with the masks attached.
 
 Deviations: only the uniform soup (the paper's greedy soup, which adds an ingredient only if a held-

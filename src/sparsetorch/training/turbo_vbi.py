@@ -43,7 +43,7 @@ Assumptions and deviations (the paper's full text was not available here; the al
 the abstract and the Turbo-VBI framework of the same group for structured sparse recovery):
 - q(w) is a point mass (the weight trained by SGD) rather than a Gaussian trained with the
   reparameterization trick: noise in the forward pass would make the masked model's outputs random
-  (squash and checkpoint round trips compare them exactly) and need variance parameters the user's
+  (finish and checkpoint round trips compare them exactly) and need variance parameters the user's
   optimizer does not hold; and with q(w) independent of s, a weight the data does not constrain
   keeps a posterior variance near the prior's and looks active.
 - q(rho, s) is factorized as q(s) q(rho | s) (structured mean field) instead of q(rho) q(s): each
@@ -331,7 +331,7 @@ class TurboVBI(GradualPruning):
         """Fraction of target weights the posterior calls zero (q(s = 1) < 1/2) or masked."""
         if not self.posteriors:
             raise RuntimeError(f"{self.name}: no posterior before prepare(model, optimizer)")
-        masks = self.masks  # empty after squash
+        masks = self.masks  # empty after finish
         zeros = 0
         for f, p in self.posteriors.items():
             zero = p.support < 0

@@ -70,7 +70,7 @@ from torch import Tensor
 from sparsetorch.masks import stored
 from sparsetorch.training.base import TRAINERS, SparseTrainingMethod
 from sparsetorch.training.config import ScheduledConfig
-from sparsetorch.training.ops import MaskUpdate, keep_top
+from sparsetorch.training.ops import MaskUpdate, keep_top_among
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,9 @@ def prox_gap(a: Tensor, k: int, mu: float) -> Tensor:
     if mu == 0:
         return a.double().clone()
     if mu >= 1:
-        return torch.where(keep_top(a, min(k, a.numel())), a.double(), a.new_zeros((), dtype=torch.float64))
+        return torch.where(
+            keep_top_among(a, min(k, a.numel())), a.double(), a.new_zeros((), dtype=torch.float64)
+        )
     return prox_envelope(a.double() / (1 - mu), k, mu / (1 - mu))
 
 
@@ -218,7 +220,7 @@ class WGSEF(SparseTrainingMethod):
         new, pruned = {}, {}
         for f, w in weights.items():
             norms = w.reshape(w.shape[0], -1).double().norm(dim=1)
-            rows = keep_top(norms, self._keep[f])  # ties keep the earlier row
+            rows = keep_top_among(norms, self._keep[f])  # ties keep the earlier row
             new[f] = rows.reshape(-1, *([1] * (w.dim() - 1))).expand(w.shape).clone()
             pruned[f] = w.numel() - int(new[f].sum())
         total = sum(w.numel() for w in weights.values())
