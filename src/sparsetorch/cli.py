@@ -126,6 +126,11 @@ def ls(
         papers_list(pattern=pattern, axis=None)
 
 
+_RESULTS_HELP = (
+    "The stored results folder (default: $SPARSETORCH_RESULTS, else results/papers of this checkout)."
+)
+
+
 @papers_app.command("list")
 def papers_list(
     pattern: Annotated[str, typer.Option("--pattern", "-p", help="Glob on paper keys.")] = "*",
@@ -133,9 +138,14 @@ def papers_list(
         str | None,
         typer.Option(help=f"Only papers of this axis ({', '.join(a.value for a in Axis)})."),
     ] = None,
+    results: Annotated[Path | None, typer.Option("--results", help=_RESULTS_HELP)] = None,
 ) -> None:
-    """The table of seed papers with each one's status and entry points (what to call)."""
-    from sparsetorch.papers import list_papers, papers_table
+    """The table of seed papers with each one's status, stored verdict and entry points (what to call).
+
+    Nothing is re-run: an implemented paper with a stored result shows `reproduced` (the code it
+    measured is unchanged) or `stale` (the code changed since), with the stored verdict.
+    """
+    from sparsetorch.papers import list_papers, paper_statuses, papers_table, results_dir
 
     try:
         papers = list_papers(pattern, axis=axis)
@@ -143,31 +153,54 @@ def papers_list(
         raise SparsetorchError(
             f"unknown axis {axis!r}: use one of {', '.join(a.value for a in Axis)}"
         ) from None
-    console.print(papers_table(papers))
-    counts = {s: sum(p.status == s for p in papers) for s in ("planned", "implemented", "reproduced")}
+    statuses = paper_statuses(papers, folder=results_dir(results))
+    console.print(papers_table(papers, statuses=statuses))
+    counts = {s: sum(p.status == s for p in papers) for s in ("planned", "implemented")}
+    counts |= {s: sum(st.status == s for st in statuses.values()) for s in ("reproduced", "stale")}
     console.print(", ".join(f"{n} {s}" for s, n in counts.items()))
 
 
 @papers_app.command("run")
 def papers_run(
-    key: Annotated[str, typer.Argument(help="Paper key, e.g. dsnot.")],
+    keys: Annotated[list[str], typer.Argument(help="Paper keys, e.g. dsnot rigl.")],
     scale: Annotated[str, typer.Option(help="tiny (seconds), small (minutes) or full.")] = "small",
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Also write the result as JSON here.")
+        Path | None, typer.Option("--json", help="Also write the result(s) as JSON here.")
     ] = None,
+    store: Annotated[
+        bool, typer.Option("--store/--no-store", help="Store each result as KEY.json in the results folder.")
+    ] = False,
+    results: Annotated[Path | None, typer.Option("--results", help=_RESULTS_HELP)] = None,
 ) -> None:
-    """Run a paper's reproduction and print the measured claim: each check, and whether it holds."""
-    from sparsetorch.papers import get_paper, run_paper
+    """Run papers' reproductions and print each measured claim: each check, and whether it holds.
 
-    paper = get_paper(key)
-    try:
-        result = run_paper(key, scale)
-    except NotImplementedError as err:  # a planned paper: no reproduction yet
-        raise SparsetorchError(str(err)) from None
-    console.print(f"[bold]{paper.key}[/bold] — {paper.claim}")
-    console.print(result.render(), highlight=False)
+    Storing is explicit (`--store`), so a quick tiny run never replaces a stored small result by
+    accident. A result is stored only after its run succeeded; a failed or interrupted run writes
+    nothing.
+    """
+    from sparsetorch.papers import check_scale, get_paper, record_run, results_dir, store_result
+
+    check_scale(scale)
+    papers = [get_paper(key) for key in keys]  # every key checked before anything runs
+    folder = results_dir(results)
+    if store and folder is None:
+        raise SparsetorchError(
+            "--store needs a results folder: pass --results DIR or set SPARSETORCH_RESULTS"
+        )
+    done = {}
+    for paper in papers:
+        try:
+            stored = record_run(paper, scale)
+        except NotImplementedError as err:  # a planned paper: no reproduction yet
+            raise SparsetorchError(str(err)) from None
+        console.print(f"[bold]{paper.key}[/bold] — {paper.claim}")
+        console.print(stored.result.render(), highlight=False)
+        if store:
+            console.print(f"stored: {store_result(stored, folder=folder)}", highlight=False)
+        done[paper.key] = stored.result.to_dict()
     if json_out:
-        json_out.write_text(json.dumps(result.to_dict(), indent=2))
+        # One key writes its result, as before; several write {key: result}.
+        json_out.write_text(json.dumps(done[papers[0].key] if len(papers) == 1 else done, indent=2))
 
 
 @app.command("report")

@@ -10,6 +10,10 @@
 activations, drivers, and declared functions). `run_paper(key, scale)` returns a `Result` whose
 `holds` is computed from its checks; planned papers raise `NotImplementedError`.
 `python -m sparsetorch.papers` prints the markdown of docs/papers.md.
+
+Stored results (`sparsetorch.papers.results`): `record_run` runs a paper and records its result with
+a hash of the code it measured, `store_result` writes ``results/papers/KEY.json``, and
+`paper_status` reads it back: ``reproduced`` when the code is unchanged, ``stale`` when it changed.
 """
 
 from __future__ import annotations
@@ -35,6 +39,17 @@ from sparsetorch.papers.registry import (
     run_paper,
 )
 from sparsetorch.papers.render import papers_markdown, papers_table
+from sparsetorch.papers.results import (
+    ResultFileError,
+    StoredResult,
+    paper_status,
+    paper_statuses,
+    read_result,
+    record_run,
+    results_dir,
+    store_result,
+    verdict,
+)
 
 __all__ = [
     "AXIS_DESCRIPTIONS",
@@ -44,14 +59,23 @@ __all__ = [
     "Check",
     "Paper",
     "Result",
+    "ResultFileError",
     "Scale",
     "Status",
+    "StoredResult",
     "check_scale",
     "entry_points",
     "get_paper",
     "list_papers",
+    "paper_status",
+    "paper_statuses",
     "papers_markdown",
     "papers_table",
+    "read_result",
+    "record_run",
     "register_paper",
+    "results_dir",
     "run_paper",
+    "store_result",
+    "verdict",
 ]

@@ -8,9 +8,11 @@ those checks and can never be set by hand; a claim that fails at small scale is 
 Status of a paper:
 
 - ``"planned"``: catalogued with its claim, no `reproduce` function yet.
-- ``"implemented"``: `reproduce` exists. A later step adds ``"reproduced"`` for papers whose stored
-  small-scale `Result` holds; until a stored result exists, an implemented paper is not called
-  reproduced.
+- ``"implemented"``: `reproduce` exists.
+
+`Paper.status` is one of these two. A stored result (`sparsetorch.papers.results`) refines an
+implemented paper's status to ``"reproduced"`` (stored, measured on the current code) or
+``"stale"`` (stored, the code changed since); see `results.paper_status`.
 """
 
 from __future__ import annotations

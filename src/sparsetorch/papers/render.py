@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 from sparsetorch.papers.base import AXIS_DESCRIPTIONS, Paper
@@ -11,6 +11,8 @@ from sparsetorch.papers.registry import entry_points, list_papers
 
 if TYPE_CHECKING:
     from rich.table import Table
+
+    from sparsetorch.papers.results import PaperStatus
 
 __all__ = ["entry_names", "papers_markdown", "papers_table"]
 
@@ -30,10 +32,15 @@ def entry_names(papers: Iterable[Paper] | None = None) -> dict[str, list[str]]:
 
 
 def papers_table(
-    papers: Iterable[Paper] | None = None, *, title_width: int = 60, entries_width: int = 32
+    papers: Iterable[Paper] | None = None,
+    *,
+    title_width: int = 60,
+    entries_width: int = 32,
+    statuses: Mapping[str, PaperStatus] | None = None,
 ) -> Table:
     """A rich table of `papers` (all registered papers by default): #, key, axis, status, entry
-    points (what to call, see `entry_points`), title."""
+    points (what to call, see `entry_points`), title. With `statuses` (`results.paper_statuses`),
+    the status column shows reproduced / stale and a verdict column the stored verdict."""
     from rich.table import Table
     from rich.text import Text
 
@@ -45,15 +52,21 @@ def papers_table(
     # Only the title gives way on a narrow console; the other cells keep their width.
     table.add_column("axis", min_width=11)
     table.add_column("status", min_width=11)
+    if statuses is not None:
+        table.add_column("verdict", no_wrap=True)
     table.add_column("entry points", no_wrap=True)
     table.add_column("title")  # shrinks first; its cells end in "…" instead of wrapping
     for p in papers:
         # Text cells: titles are never parsed as rich markup.
+        stored = None if statuses is None else statuses.get(p.key)
+        cells = [Text(p.status if stored is None else stored.status)]
+        if statuses is not None:
+            cells.append(Text(stored.verdict if stored is not None else ""))
         table.add_row(
             str(p.index),
             Text(p.key),
             Text(p.axis.value),
-            Text(p.status),
+            *cells,
             Text(_truncate(", ".join(names[p.key]) or "-", entries_width)),
             Text(_truncate(p.title, title_width), no_wrap=True, overflow="ellipsis"),
         )
