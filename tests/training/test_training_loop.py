@@ -19,13 +19,13 @@ from sparsetorch.training.loop import (
     random_batches,
     train_steps,
 )
+from tests.training.training_testutil import tiny_classification
 
 N, D, C = 64, 5, 3
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return torch.randn(N, D, generator=g), torch.randint(0, C, (N,), generator=g)
+    return tiny_classification(N, D, C)
 
 
 def _net(seed: int = 0) -> nn.Module:

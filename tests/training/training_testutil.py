@@ -58,3 +58,9 @@ def prepared(name: str, *, model_seed: int = 0, opt: str = "sgd", **overrides):
     m = method(name, **overrides)
     m.prepare(model, optimizer, total_steps=TOTAL)
     return model, optimizer, m
+
+
+def tiny_classification(n: int = 64, d: int = 5, c: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` random inputs of `d` features and labels of `c` classes (seed 0): the substrate tests' data."""
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, d, generator=g), torch.randint(0, c, (n,), generator=g)

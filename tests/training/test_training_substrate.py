@@ -1,4 +1,5 @@
-"""Regressions from the review of the training substrate: logs, RNG, modes, step-aware losses, grads."""
+"""The substrate's contracts: callback values reach the caller, RNG and mode are restored, loss
+functions can be step-aware, batches move to the model's device, CTS leaves no gradients."""
 
 from __future__ import annotations
 
@@ -14,14 +15,13 @@ from sparsetorch.models.gpt import GPT, GPTConfig
 from sparsetorch.training import TrainLog, as_callbacks, fit
 from sparsetorch.training.lm import fit_lm, lm_loss
 from sparsetorch.training.loop import Loss, cuda_devices, takes_step, train_steps
-from tests.training.training_testutil import TARGETS, net
+from tests.training.training_testutil import TARGETS, net, tiny_classification
 
 N, D, C = 64, 5, 3
 
 
 def _data() -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return torch.randn(N, D, generator=g), torch.randint(0, C, (N,), generator=g)
+    return tiny_classification(N, D, C)
 
 
 def _net(seed: int = 0) -> nn.Module:
