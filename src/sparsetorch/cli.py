@@ -162,8 +162,22 @@ def papers_list(
 
 @papers_app.command("run")
 def papers_run(
-    keys: Annotated[list[str], typer.Argument(help="Paper keys, e.g. dsnot rigl.")],
+    keys: Annotated[list[str] | None, typer.Argument(help="Paper keys, e.g. dsnot rigl.")] = None,
+    all_papers: Annotated[bool, typer.Option("--all", help="Every implemented paper.")] = False,
     scale: Annotated[str, typer.Option(help="tiny (seconds), small (minutes) or full.")] = "small",
+    seeds: Annotated[
+        int | None, typer.Option(help="Seeds per paper, 0..N-1 (default: 1 at tiny, 3 at small and full).")
+    ] = None,
+    workers: Annotated[int, typer.Option(help="Runs at a time (each its own process).")] = 1,
+    ray: Annotated[
+        str | None, typer.Option(help="Run on Ray: 'local' (start one here) or HOST:PORT of a cluster.")
+    ] = None,
+    bench_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir", help="Bench directory holding the runs (default: sparsetorch-bench/papers-SCALE)."
+        ),
+    ] = None,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the result(s) as JSON here.")
     ] = None,
@@ -172,35 +186,89 @@ def papers_run(
     ] = False,
     results: Annotated[Path | None, typer.Option("--results", help=_RESULTS_HELP)] = None,
 ) -> None:
-    """Run papers' reproductions and print each measured claim: each check, and whether it holds.
+    """Run papers' reproductions on the bench, one process per paper and seed, and print each verdict.
 
-    Storing is explicit (`--store`), so a quick tiny run never replaces a stored small result by
-    accident. A result is stored only after its run succeeded; a failed or interrupted run writes
-    nothing.
+    Every seed's run is kept in the bench directory, so an interrupted sweep resumes where it
+    stopped (kill it and run the same command again) and a rerun on unchanged code repeats nothing.
+    The verdict aggregates the seeds: a claim check passes when the mean paired margin ± 2 standard
+    errors clears 0. Storing is explicit (`--store`), so a quick tiny run never replaces a stored
+    small result by accident; a paper is stored only when all its seeds succeeded.
     """
-    from sparsetorch.papers import check_scale, get_paper, record_run, results_dir, store_result
+    from sparsetorch.papers import check_scale, get_paper, list_papers, results_dir, store_result
+    from sparsetorch.papers.render import papers_html
+    from sparsetorch.papers.results import PaperStatus
+    from sparsetorch.papers.sweep import DEFAULT_SEEDS, run_papers
 
     check_scale(scale)
-    papers = [get_paper(key) for key in keys]  # every key checked before anything runs
+    if all_papers == bool(keys):
+        raise SparsetorchError("name paper keys or pass --all (not both)")
+    if all_papers:
+        papers = [p for p in list_papers() if p.status == "implemented"]
+    else:
+        papers = [get_paper(key) for key in keys or ()]  # every key checked before anything runs
+    for paper in papers:
+        if paper.reproduce is None:
+            raise SparsetorchError(f"paper {paper.key!r} has no reproduction yet (status: planned)")
+    n_seeds = DEFAULT_SEEDS[scale] if seeds is None else seeds
+    if n_seeds < 1 or workers < 1:
+        raise SparsetorchError(f"--seeds and --workers must be at least 1, got {n_seeds} and {workers}")
     folder = results_dir(results)
     if store and folder is None:
         raise SparsetorchError(
             "--store needs a results folder: pass --results DIR or set SPARSETORCH_RESULTS"
         )
+    directory = bench_dir or Path("sparsetorch-bench") / f"papers-{scale}"
+    console.print(f"{len(papers)} paper(s) × {n_seeds} seed(s) at scale {scale} -> {directory}")
+    out = run_papers(papers, scale=scale, seeds=range(n_seeds), directory=directory, workers=workers, ray=ray)
     done = {}
     for paper in papers:
-        try:
-            stored = record_run(paper, scale)
-        except NotImplementedError as err:  # a planned paper: no reproduction yet
-            raise SparsetorchError(str(err)) from None
+        stored = out.stored.get(paper.key)
         console.print(f"[bold]{paper.key}[/bold] — {paper.claim}")
+        if stored is None:
+            console.print(f"  no result: {out.missing[paper.key]}", highlight=False)
+            continue
         console.print(stored.result.render(), highlight=False)
         if store:
             console.print(f"stored: {store_result(stored, folder=folder)}", highlight=False)
-        done[paper.key] = stored.result.to_dict()
+        done[paper.key] = stored.to_dict()
+    sweep = out.sweep
+    console.print(
+        f"{sweep.completed} run(s) completed, {sweep.failed} failed, {sweep.skipped} already done, "
+        f"in {sweep.seconds:.1f} s"
+    )
+    page = directory / "papers.html"
+    page.write_text(papers_html(statuses={k: PaperStatus("reproduced", v) for k, v in out.stored.items()}))
+    console.print(f"verdicts: {page}", highlight=False)
     if json_out:
-        # One key writes its result, as before; several write {key: result}.
-        json_out.write_text(json.dumps(done[papers[0].key] if len(papers) == 1 else done, indent=2))
+        json_out.write_text(json.dumps(done, indent=2))
+    if out.missing:
+        raise SparsetorchError(f"{len(out.missing)} paper(s) have no result: {', '.join(out.missing)}")
+
+
+@papers_app.command("report")
+def papers_report(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="The markdown to write (default: docs/papers.md of this checkout)."),
+    ] = None,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write the verdicts as an HTML page here.")
+    ] = None,
+    results: Annotated[Path | None, typer.Option("--results", help=_RESULTS_HELP)] = None,
+) -> None:
+    """Render the stored verdicts into docs/papers.md (overview and one section per paper) and HTML."""
+    from sparsetorch.papers import list_papers, paper_statuses, results_dir
+    from sparsetorch.papers.render import docs_path, papers_html, papers_markdown
+
+    statuses = paper_statuses(list_papers(), folder=results_dir(results))
+    target = out or docs_path()
+    if target is None:
+        raise SparsetorchError("no checkout to write docs/papers.md into: pass --out FILE")
+    target.write_text(papers_markdown(statuses=statuses), encoding="utf-8")
+    console.print(f"wrote {target}")
+    if html:
+        html.write_text(papers_html(statuses=statuses), encoding="utf-8")
+        console.print(f"wrote {html}")
 
 
 @app.command("report")

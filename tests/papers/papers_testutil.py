@@ -17,3 +17,16 @@ def one_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return fn(*args, **kwargs)
     finally:
         torch.set_num_threads(threads)
+
+
+def fail_seed_one(spec: dict[str, Any], threads: int) -> dict[str, Any]:
+    """A bench executor (importable by the worker processes) whose runs at seed 1 fail."""
+    from sparsetorch.papers.sweep import execute_paper
+
+    if spec["seed"] == 1:
+        return {
+            "ok": False,
+            "error": "Traceback: ...\nRuntimeError: seed 1 fails on purpose",
+            "environment": {},
+        }
+    return execute_paper(spec, threads)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sparsetorch.papers.beyond_l1 import reproduce
+from sparsetorch.papers.beyond_l1 import PAPER, reproduce
 
 
 @pytest.fixture(scope="module")
@@ -16,12 +16,16 @@ def tiny(tmp_path_factory):
 
 
 @pytest.mark.data
-def test_tiny_reproduction_holds(tiny):
+def test_tiny_reproduction_holds_with_the_paper_beside_each_claim(tiny):
     result, _ = tiny
-    assert len(result.checks) >= 9
-    assert result.holds == all(c.passed for c in result.checks)  # computed, never set
     assert result.holds, result.render()
+    assert {c.name for c in result.claims} == set(PAPER)
+    assert all(c.paper for c in result.claims)
+    assert [c.name for c in result.sanity] == ["cel0_prox_matches_brute_force"]
+    assert all(c.passed for c in result.sanity)
     assert all(math.isfinite(v) for v in result.metrics.values())
+    # the paper's ratios stand beside the (scale-limited) thresholds
+    assert "five times" in result.checks[0].paper
 
 
 @pytest.mark.data

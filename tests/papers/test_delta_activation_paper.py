@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from sparsetorch.activations.delta import DeltaActivation, DeltaConfig, accumulate
-from sparsetorch.papers.delta_activation import FrameCNN, reproduce, translated_stream
+from sparsetorch.papers.delta_activation import BROKEN_ARMS, FrameCNN, reproduce, translated_stream
+from tests.papers.papers_testutil import one_thread
 
 
 def test_translated_stream_moves_one_pixel_per_frame():
@@ -32,9 +34,40 @@ def test_delta_cnn_operands_accumulate_to_quantized_relu():
     assert torch.equal(accumulate(ops[0]), torch.round(first / (1 / 16)) * (1 / 16))
 
 
-def test_delta_activation_tiny_run():
-    result = reproduce("tiny")  # raises DataNotFoundError without Fashion-MNIST
-    m = result.metrics
+@pytest.fixture(scope="module")
+def tiny():
+    return one_thread(reproduce, "tiny")  # raises DataNotFoundError without Fashion-MNIST
+
+
+@pytest.mark.data
+def test_delta_activation_tiny_run(tiny):
+    m = tiny.metrics
     assert 0.0 < m["delta_density"] < m["baseline_density"] <= 1.0
     assert m["sparsity_gain"] > 1.0
     assert 0.1 < m["delta_accuracy"] <= 1.0 and 0.1 < m["baseline_accuracy"] <= 1.0
+    assert m["sparsity_gain"] == pytest.approx(m["baseline_density"] / m["delta_density"])
+
+
+@pytest.mark.data
+def test_claim_and_sanity_checks_are_the_stated_ones(tiny):
+    assert {c.name for c in tiny.claims} == {
+        "sparsity_gain_at_least_2x",
+        "accuracy_cost_small",
+        "training_adds_sparsity",
+    }
+    assert {c.name for c in tiny.sanity} == {"baseline_above_chance"}
+    assert {c.name: c.op for c in tiny.claims}["training_adds_sparsity"] == "<"  # strictly fewer
+    assert all(c.paper for c in tiny.claims) and not any(c.paper for c in tiny.sanity)
+    assert all(c.passed for c in tiny.sanity), tiny.render()
+    assert set(BROKEN_ARMS) == {"baseline-twice", "no-delta-training", "untrained-delta-arm"}
+
+
+@pytest.mark.data
+def test_same_seed_same_numbers_other_seed_other_numbers(tiny):
+    again = one_thread(reproduce, "tiny", seed=0)
+    assert again.metrics == tiny.metrics
+    other = one_thread(reproduce, "tiny", seed=1)
+    assert other.metrics["baseline_density"] != tiny.metrics["baseline_density"]
+    assert other.metrics["delta_accuracy"] != tiny.metrics["delta_accuracy"] or (
+        other.metrics["baseline_accuracy"] != tiny.metrics["baseline_accuracy"]
+    )

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from sparsetorch.papers.sdr_dendrites import reproduce
+from sparsetorch.papers.sdr_dendrites import BROKEN_ARMS, reproduce
 
 
 @pytest.fixture(scope="module")
@@ -14,11 +14,15 @@ def tiny():
     return reproduce("tiny")
 
 
-def test_tiny_reproduction_holds(tiny):
-    assert len(tiny.checks) >= 20
-    assert tiny.holds == all(c.passed for c in tiny.checks)  # computed, never set
+def test_tiny_reproduction_holds_with_the_paper_beside_each_claim(tiny):
     assert tiny.holds, tiny.render()
+    assert len(tiny.claims) == 11 and all(c.paper for c in tiny.claims)
+    sanity = {c.name for c in tiny.sanity}
+    assert {"union_fewer_than_250_synapses", "numenta_fig7b_agrees", "mc_union_agrees"} <= sanity
+    assert all(c.passed for c in tiny.sanity), tiny.render()
+    assert not sanity & {c.name for c in tiny.claims}
     assert all(math.isfinite(v) for v in tiny.metrics.values())
+    assert set(BROKEN_ARMS["threshold-at-s"].fails) <= {c.name for c in tiny.claims}
 
 
 def test_the_paper_examples_are_recomputed(tiny):
@@ -38,6 +42,13 @@ def test_the_optimal_threshold_falls_in_the_measured_range(tiny):
         assert 8 <= m[f"optimal_theta_median_noise_{noise}pct"] <= 20
     # noisier inputs favour lower thresholds
     assert m["optimal_theta_median_noise_10pct"] > m["optimal_theta_median_noise_30pct"]
+
+
+def test_the_seed_moves_only_the_monte_carlo(tiny):
+    again, other = reproduce("tiny", seed=0), reproduce("tiny", seed=1)
+    assert again.metrics == tiny.metrics
+    assert other.metrics["mc_false_match_simulated"] != tiny.metrics["mc_false_match_simulated"]
+    assert other.metrics["ex1_false_match"] == tiny.metrics["ex1_false_match"]
 
 
 def test_unknown_scale_is_refused():

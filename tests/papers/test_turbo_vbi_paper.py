@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sparsetorch.papers.turbo_vbi import ARMS, SPARSITY, removed_neurons, reproduce, weights_per_run
+from sparsetorch.papers.turbo_vbi import ARMS, PRESET, SPARSITY, removed_neurons, reproduce, weights_per_run
 from tests.papers.papers_testutil import one_thread
 
 
@@ -18,27 +18,27 @@ def tiny():
 
 @pytest.mark.data
 def test_tiny_reproduction_is_measured_not_asserted(tiny):
-    assert {c.name for c in tiny.checks} == {
+    assert {c.name for c in tiny.claims} == {
         "turbo_removes_more_neurons_than_gmp", "turbo_longer_weight_runs_than_gmp",
-        "turbo_within_1_point_of_dense_at_10x", "turbo_accuracy_at_least_gmp",
+        "turbo_more_accurate_than_gmp", "turbo_within_1_point_of_dense_at_10x",
         "markov_prior_removes_more_neurons_than_iid", "posterior_pruning_within_1_point_of_dense",
     }  # fmt: skip
-    assert tiny.holds == all(c.passed for c in tiny.checks)
+    assert all(c.paper.strip() for c in tiny.claims)
+    assert {c.name for c in tiny.sanity} == {f"{arm}_sparsity_is_preset" for arm in PRESET}
+    assert all(c.passed for c in tiny.sanity)  # the preset arms are projected to SPARSITY
     m = tiny.metrics
     assert all(math.isfinite(v) for v in m.values())
     for arm in ARMS:
-        assert 0.1 < m[f"{arm}_accuracy_mean"] <= 1.0  # 10 classes: better than chance
-        assert 0 <= m[f"{arm}_removed_neurons_mean"] <= 400
-    for arm in ("turbo", "gmp", "iid"):  # the preset sparsity is exact: 10x on the targets
-        assert m[f"{arm}_sparsity_mean"] == pytest.approx(SPARSITY, abs=1e-6)
-        assert m[f"{arm}_compression_mean"] == pytest.approx(1 / (1 - SPARSITY), rel=1e-4)
-        assert 1 < m[f"{arm}_model_compression_mean"] < m[f"{arm}_compression_mean"]  # biases, classifier
-    assert m["dense_compression_mean"] == 1.0 and m["dense_removed_neurons_mean"] == 0
-    assert m["posterior_compression_mean"] == pytest.approx(1 / (1 - m["posterior_sparsity_mean"]))
-    assert m["turbo_minus_gmp_points"] == pytest.approx(
-        100 * (m["turbo_accuracy_mean"] - m["gmp_accuracy_mean"])
-    )
-    assert "Fashion-MNIST" in tiny.note
+        assert 0.1 < m[f"{arm}_accuracy"] <= 1.0  # 10 classes: better than chance
+        assert 0 <= m[f"{arm}_removed_neurons"] <= 400
+    for arm in PRESET:  # the preset sparsity is exact: 10x on the targets
+        assert m[f"{arm}_sparsity"] == pytest.approx(SPARSITY, abs=1e-6)
+        assert m[f"{arm}_compression"] == pytest.approx(1 / (1 - SPARSITY), rel=1e-4)
+        assert 1 < m[f"{arm}_model_compression"] < m[f"{arm}_compression"]  # biases, classifier
+    assert m["dense_compression"] == 1.0 and m["dense_removed_neurons"] == 0
+    assert m["posterior_compression"] == pytest.approx(1 / (1 - m["posterior_sparsity"]))
+    assert m["turbo_minus_gmp_points"] == pytest.approx(100 * (m["turbo_accuracy"] - m["gmp_accuracy"]))
+    assert "Fashion-MNIST" in tiny.note and "seed 0" in tiny.note
 
 
 def test_structure_metrics_by_hand():

@@ -9,6 +9,10 @@ last, one at a time, with every core.
 Interrupts: Ctrl-C stops the workers and gives the claimed runs back as pending; `kill -9`
 leaves them `running` under a dead driver, and the next `bench run` reclaims them. Either way no
 unfinished run is ever recorded as complete.
+
+Tasks registered by a layer above the bench (the papers' task, `sparsetorch.papers.sweep`) reach
+the worker processes through `executor`: a module-level function that the worker imports by name,
+which registers the task and then calls `execute`.
 """
 
 from __future__ import annotations
@@ -61,8 +65,11 @@ def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _child(conn, spec: dict[str, Any], threads: int) -> None:
-    conn.send(execute(spec, threads))
+Executor = Callable[[dict[str, Any], int], Outcome]
+
+
+def _child(conn, executor: Executor, spec: dict[str, Any], threads: int) -> None:
+    conn.send(executor(spec, threads))
     conn.close()
 
 
@@ -112,6 +119,7 @@ def run_sweep(
     ray: str | None = None,
     retry_failed: bool = True,
     progress: bool = True,
+    executor: Executor = execute,
 ) -> SweepResult:
     """Run every run of `runs` that the store in `directory` does not hold as complete.
 
@@ -123,6 +131,8 @@ def run_sweep(
             `host:port` of a running Ray cluster.
         retry_failed: run again the runs recorded as failed.
         progress: show a progress bar.
+        executor: runs one spec in a worker (default `execute`); a module-level function, since
+            workers import it by name.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
@@ -157,11 +167,11 @@ def run_sweep(
         try:
             claim = _claimer(store, owner, retry_failed, counts, bar)
             if ray:
-                _run_ray(pooled, ray, workers, max(1, cpus // workers), claim, record)
-                _run_ray(alone, ray, 1, cpus, claim, record)
+                _run_ray(pooled, ray, workers, max(1, cpus // workers), claim, record, executor)
+                _run_ray(alone, ray, 1, cpus, claim, record, executor)
             else:
-                _run_local(pooled, workers, max(1, cpus // workers), claim, record, store, owner)
-                _run_local(alone, 1, cpus, claim, record, store, owner)
+                _run_local(pooled, workers, max(1, cpus // workers), claim, record, store, owner, executor)
+                _run_local(alone, 1, cpus, claim, record, store, owner, executor)
         finally:
             bar.close()
         return SweepResult(
@@ -196,6 +206,7 @@ def _run_local(
     record: Callable[[str, Outcome], None],
     store: Store,
     owner: str,
+    executor: Executor,
 ) -> None:
     ctx = mp.get_context("spawn")
     queue = list(todo)
@@ -207,7 +218,7 @@ def _run_local(
                 if not claim(h):
                     continue
                 recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_child, args=(send, asdict(spec), threads), daemon=True)
+                proc = ctx.Process(target=_child, args=(send, executor, asdict(spec), threads), daemon=True)
                 proc.start()
                 send.close()
                 active[h] = (proc, recv)
@@ -258,6 +269,7 @@ def _run_ray(
     threads: int,
     claim: Callable[[str], bool],
     record: Callable[[str, Outcome], None],
+    executor: Executor,
 ) -> None:
     if not todo:
         return
@@ -271,7 +283,7 @@ def _run_ray(
         else:
             check_ray_address(address)
             ray.init(address=address, log_to_driver=False)
-    remote = ray.remote(num_cpus=min(threads, math.floor(ray.cluster_resources().get("CPU", 1))))(execute)
+    remote = ray.remote(num_cpus=min(threads, math.floor(ray.cluster_resources().get("CPU", 1))))(executor)
     queue = list(todo)
     active: dict[Any, str] = {}  # object ref -> hash
     while queue or active:

@@ -1,9 +1,23 @@
 """The vocabulary of `sparsetorch.papers`: scales, checks, results and papers (axes: `registry.Axis`).
 
-A `Paper` states one claim from its abstract and, once implemented, a `reproduce(scale)` function
-that measures it. The measurement comes back as a `Result`: named metrics plus `Check`s, each a
-comparison of a measured number against a threshold. Whether the claim `holds` is computed from
-those checks and can never be set by hand; a claim that fails at small scale is reported as failing.
+A `Paper` states one claim from its abstract and, once implemented, a
+`reproduce(scale, *, seed=0, broken=None)` function that measures it. The measurement comes back as
+a `Result`: named metrics plus `Check`s, each a comparison of a measured number against a
+threshold. Checks are of two kinds:
+
+- *claim* checks state what the paper says (with the paper's own number beside ours, `Check.paper`);
+  only they decide the verdict;
+- *sanity* checks are guards and construction invariants (a sparsity reached, a budget matched);
+  they are reported apart and never make a claim hold.
+
+Whether the claim `holds` is computed from the claim checks and can never be set by hand; a claim
+that fails at small scale is reported as failing. Over several seeds (`sparsetorch.papers.stats`)
+a check carries the interval of its paired margin and passes only when that interval clears 0.
+
+Each claim check must be able to fail: a reproduction module declares `BROKEN_ARMS`, deliberately
+broken variants of its method (a random mask in its place, swapped arms, the baseline run twice),
+each with the claim checks it must make fail; `reproduce(..., broken=NAME)` runs one of them and
+the tests assert that those checks fail.
 
 Status of a paper:
 
@@ -18,6 +32,8 @@ implemented paper's status to ``"reproduced"`` (stored, measured on the current 
 from __future__ import annotations
 
 import datetime
+import difflib
+import importlib
 import math
 import operator
 from collections.abc import Callable, Mapping
@@ -28,10 +44,13 @@ from sparsetorch.registry import AXIS_DESCRIPTIONS, Axis
 
 __all__ = [
     "AXIS_DESCRIPTIONS",
+    "CHECK_KINDS",
     "OPS",
     "SCALES",
     "Axis",
+    "BrokenArm",
     "Check",
+    "CheckKind",
     "Paper",
     "Result",
     "Scale",
@@ -44,6 +63,9 @@ Scale = Literal["tiny", "small", "full"]
 SCALES: tuple[str, ...] = get_args(Scale)
 
 Status = Literal["planned", "implemented"]
+
+CheckKind = Literal["claim", "sanity"]
+CHECK_KINDS: tuple[str, ...] = get_args(CheckKind)
 
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">=": operator.ge,
@@ -68,39 +90,120 @@ def check_scale(scale: str) -> str:
 class Check:
     """One comparison `measured op threshold`, e.g. sparse accuracy >= dense accuracy - 0.01.
 
-    `passed` is computed; a NaN on either side never passes.
+    Args:
+        kind: ``"claim"`` (states the paper's claim; decides the verdict) or ``"sanity"`` (a guard
+            or construction invariant; reported apart).
+        paper: the paper's own number or statement for this claim, shown beside ours.
+        interval: over several seeds, ``(low, high)`` of mean ± 2 standard errors of the paired
+            `margin`; None for a single run.
+        seeds: how many runs the numbers are means over.
+
+    `passed` is computed: for one run, `measured op threshold`; over seeds, the interval's low end
+    must clear 0 (strictly for ``>`` and ``<``). A NaN anywhere never passes.
     """
 
     name: str
     measured: float
     op: str
     threshold: float
+    kind: str = "claim"
+    paper: str = ""
+    interval: tuple[float, float] | None = None
+    seeds: int = 1
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("a check needs a name")
         if self.op not in OPS:
             raise ValueError(f"check {self.name!r}: op {self.op!r} is not one of {', '.join(OPS)}")
+        if self.kind not in CHECK_KINDS:
+            raise ValueError(
+                f"check {self.name!r}: kind {self.kind!r} is not one of {', '.join(CHECK_KINDS)}"
+            )
         object.__setattr__(self, "measured", float(self.measured))
         object.__setattr__(self, "threshold", float(self.threshold))
+        if self.interval is not None:
+            low, high = (float(v) for v in self.interval)
+            if low > high:
+                raise ValueError(f"check {self.name!r}: interval ({low}, {high}) is reversed")
+            object.__setattr__(self, "interval", (low, high))
+        if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
+            raise ValueError(f"check {self.name!r}: seeds must be a positive integer, got {self.seeds!r}")
+
+    @property
+    def margin(self) -> float:
+        """How far `measured` clears `threshold` in the claimed direction (negative: it does not)."""
+        if self.op in (">=", ">"):
+            return self.measured - self.threshold
+        return self.threshold - self.measured
 
     @property
     def passed(self) -> bool:
-        return bool(OPS[self.op](self.measured, self.threshold))
+        numbers = (self.measured, self.threshold, *(self.interval or ()))
+        if any(math.isnan(v) for v in numbers):
+            return False
+        if self.interval is None:
+            return bool(OPS[self.op](self.measured, self.threshold))
+        low = self.interval[0]
+        return bool(low > 0.0 if self.op in (">", "<") else low >= 0.0)
 
     def render(self) -> str:
-        """One line: ``name: 0.9123 >= 0.9000 (pass)``."""
+        """One line: ``name: 0.9123 >= 0.9000 (pass)``, with the interval and the paper's number."""
         verdict = "pass" if self.passed else "FAIL"
-        return f"{self.name}: {self.measured:.4g} {self.op} {self.threshold:.4g} ({verdict})"
+        text = f"{self.name}: {self.measured:.4g} {self.op} {self.threshold:.4g}"
+        if self.interval is not None:
+            low, high = self.interval
+            text += f", margin {self.margin:+.3g} [{low:+.3g}, {high:+.3g}] over {self.seeds} seeds"
+        text += f" ({verdict})"
+        return text + (f"; paper: {self.paper}" if self.paper else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
+            "kind": self.kind,
             "measured": self.measured,
             "op": self.op,
             "threshold": self.threshold,
+            "interval": None if self.interval is None else list(self.interval),
+            "seeds": self.seeds,
+            "paper": self.paper,
             "passed": self.passed,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Check:
+        """Inverse of `to_dict`; a stored `passed` flag is ignored (recomputed)."""
+        interval = data.get("interval")
+        return cls(
+            data["name"],
+            data["measured"],
+            data["op"],
+            data["threshold"],
+            kind=data.get("kind", "claim"),
+            paper=data.get("paper", ""),
+            interval=None if interval is None else (interval[0], interval[1]),
+            seeds=data.get("seeds", 1),
+        )
+
+
+@dataclass(frozen=True)
+class BrokenArm:
+    """A deliberately broken variant of a reproduction, to show that its claim checks can fail.
+
+    Args:
+        description: what is broken, e.g. "a random mask at the same sparsity in place of iCBS".
+        fails: the claim checks that must fail when the reproduction runs with this arm.
+    """
+
+    description: str
+    fails: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.description.strip():
+            raise ValueError("a broken arm needs a description")
+        object.__setattr__(self, "fails", tuple(self.fails))
+        if not self.fails:
+            raise ValueError(f"broken arm {self.description!r} names no claim check it makes fail")
 
 
 # A side of a comparison: a number, or the name of a metric in the same result.
@@ -113,7 +216,8 @@ class Result:
 
     Args:
         metrics: named measurements (accuracies, sparsities, speedups ...).
-        checks: the claim as comparisons of measured numbers against thresholds.
+        checks: comparisons of measured numbers against thresholds: the claim checks state the
+            claim, the sanity checks guard the run (see the module docstring).
         note: scale, data, and any deviation from the paper worth knowing when reading the verdict.
     """
 
@@ -137,15 +241,19 @@ class Result:
         metrics: Mapping[str, float],
         *,
         checks: Mapping[str, tuple[Operand, str, Operand]],
+        sanity: Mapping[str, tuple[Operand, str, Operand]] | None = None,
+        paper: Mapping[str, str] | None = None,
         note: str = "",
     ) -> Result:
-        """Build a result from `{name: (measured, op, threshold)}`.
+        """Build a result from claim checks `{name: (measured, op, threshold)}` and sanity checks.
 
         Either side of a comparison may be a number or the name of a metric, so
         ``{"sparse_close": ("acc_sparse", ">=", m["acc_dense"] - 0.01)}`` reads as the claim does.
+        `paper` gives, per claim check, the paper's own number or statement shown beside ours.
 
         Raises:
-            KeyError: a side names a metric that is not in `metrics`.
+            KeyError: a side names a metric that is not in `metrics`, or `paper` names a check that
+                is not a claim check.
         """
         values = {str(k): float(v) for k, v in metrics.items()}
 
@@ -158,9 +266,14 @@ class Result:
                 return values[side]
             return float(side)
 
+        texts = dict(paper or {})
+        unknown = set(texts) - set(checks)
+        if unknown:
+            raise KeyError(f"paper numbers given for {sorted(unknown)}, which are not claim checks")
         built = tuple(
-            Check(name, resolve(measured, name), op, resolve(threshold, name))
-            for name, (measured, op, threshold) in checks.items()
+            Check(name, resolve(m, name), op, resolve(t, name), kind=kind, paper=texts.get(name, ""))
+            for kind, group in (("claim", checks), ("sanity", sanity or {}))
+            for name, (m, op, t) in group.items()
         )
         return cls(metrics=values, checks=built, note=note)
 
@@ -170,10 +283,20 @@ class Result:
         return {c.name: c.passed for c in self.checks}
 
     @property
+    def claims(self) -> tuple[Check, ...]:
+        """The claim checks, which alone decide `holds`."""
+        return tuple(c for c in self.checks if c.kind == "claim")
+
+    @property
+    def sanity(self) -> tuple[Check, ...]:
+        """The sanity checks (guards and construction invariants), reported apart."""
+        return tuple(c for c in self.checks if c.kind == "sanity")
+
+    @property
     def holds(self) -> bool:
-        """True when there is at least one check and every check passed; a result without checks
-        proves nothing and does not hold."""
-        return bool(self.checks) and all(c.passed for c in self.checks)
+        """True when there is at least one claim check and every claim check passed; a result
+        without claim checks proves nothing and does not hold. Sanity checks do not count."""
+        return bool(self.claims) and all(c.passed for c in self.claims)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable dict (NaN metrics stay NaN, as `json` writes them)."""
@@ -187,17 +310,19 @@ class Result:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Result:
         """Inverse of `to_dict`; stored `holds` / `passed` flags are ignored and recomputed."""
-        checks = tuple(
-            Check(c["name"], c["measured"], c["op"], c["threshold"]) for c in data.get("checks", ())
-        )
+        checks = tuple(Check.from_dict(c) for c in data.get("checks", ()))
         return cls(metrics=dict(data.get("metrics", {})), checks=checks, note=data.get("note", ""))
 
     def render(self) -> str:
-        """A short multi-line text: verdict, checks, metrics, note."""
-        n_pass = sum(c.passed for c in self.checks)
+        """A short multi-line text: verdict, claim checks, sanity checks, metrics, note."""
+        n_pass = sum(c.passed for c in self.claims)
         head = "holds" if self.holds else "does not hold"
-        lines = [f"{head} ({n_pass}/{len(self.checks)} checks passed)"]
-        lines += [f"  {c.render()}" for c in self.checks]
+        lines = [f"{head} ({n_pass}/{len(self.claims)} claim checks passed)"]
+        lines += [f"  {c.render()}" for c in self.claims]
+        if self.sanity:
+            n_ok = sum(c.passed for c in self.sanity)
+            lines.append(f"  sanity ({n_ok}/{len(self.sanity)} passed):")
+            lines += [f"    {c.render()}" for c in self.sanity]
         if self.metrics:
             lines.append("  metrics: " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.metrics.items()))
         if self.note:
@@ -224,7 +349,8 @@ class Paper:
         axis: where its sparsity lives.
         claim: one sentence drawn from the abstract, quantitative where the abstract is.
         modules: sparsetorch module paths that implement the method (empty until implemented).
-        reproduce: `reproduce(scale) -> Result` for scale in `SCALES`; None while planned.
+        reproduce: `reproduce(scale, *, seed=0, broken=None) -> Result` for scale in `SCALES`;
+            None while planned. Its module declares `BROKEN_ARMS` (see the module docstring).
         entry_points: what a user calls for this paper beyond the methods whose `paper` names it:
             registered names (`"rigl"`) or `"module:attribute"` paths; `sparsetorch.discovery`
             resolves both.
@@ -238,7 +364,7 @@ class Paper:
     axis: Axis
     claim: str
     modules: tuple[str, ...] = ()
-    reproduce: Callable[[str], Result] | None = field(default=None, repr=False)
+    reproduce: Callable[..., Result] | None = field(default=None, repr=False)
     entry_points: tuple[str, ...] = ()
     seed: bool = True
 
@@ -263,18 +389,36 @@ class Paper:
         """``"planned"`` without a reproduction, ``"implemented"`` with one (see the module docstring)."""
         return "planned" if self.reproduce is None else "implemented"
 
-    def run(self, scale: str = "tiny") -> Result:
-        """Run the reproduction at `scale` and return its `Result`.
+    @property
+    def broken_arms(self) -> Mapping[str, BrokenArm]:
+        """The reproduction module's `BROKEN_ARMS` (empty while planned)."""
+        if self.reproduce is None:
+            return {}
+        return getattr(importlib.import_module(self.reproduce.__module__), "BROKEN_ARMS", {})
+
+    def run(self, scale: str = "tiny", *, seed: int = 0, broken: str | None = None) -> Result:
+        """Run the reproduction at `scale` with `seed` (and a broken arm, for tests) and return its
+        `Result`.
 
         Raises:
-            ValueError: `scale` is not one of `SCALES`.
+            ValueError: `scale` is not one of `SCALES`, `seed` is not a non-negative int, or
+                `broken` is not one of `broken_arms`.
             NotImplementedError: the paper has no reproduction yet.
             TypeError: the reproduction returned something other than a `Result`.
         """
         check_scale(scale)
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"seed must be a non-negative int, got {seed!r}")
         if self.reproduce is None:
             raise NotImplementedError(f"paper {self.key!r} has no reproduction yet (status: {self.status})")
-        result = self.reproduce(scale)
+        if broken is not None and broken not in self.broken_arms:
+            close = difflib.get_close_matches(broken, list(self.broken_arms), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"paper {self.key!r} has no broken arm {broken!r}{hint} "
+                f"(have: {', '.join(self.broken_arms) or 'none'})"
+            )
+        result = self.reproduce(scale, seed=seed, broken=broken)
         if not isinstance(result, Result):
             raise TypeError(f"paper {self.key!r}: reproduce returned {type(result).__name__}, not Result")
         return result

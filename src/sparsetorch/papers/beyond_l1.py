@@ -19,12 +19,38 @@ scikit-image / scikit-learn (DATA.md), every penalty at the same code density du
    the atoms started from; the paper: for all penalties a subset of units become orientation
    selective. The atoms are rendered as image grids (`render_dictionary`, when matplotlib is
    installed; pass `figure_dir` to write the PNGs).
-5. CEL0's proximal operator matches brute-force scalar minimization.
 
-Scales: `tiny` (a few seconds) learns 64-atom dictionaries in 50 steps; `small` (CPU minutes)
-128 atoms in 600 steps; `full` 128 atoms in 3000 steps on more patches. Deviations: ZCA whitening
-of patches instead of the paper's preprocessing; three penalties instead of the paper's wider
-l_q family; far fewer learning steps than the paper.
+Claim checks, with the paper's number beside each (`paper=`):
+
+- `l0_beats_l1_at_{3,5}pct`, `cel0_beats_l1_at_{3,5}pct`: l1's relative error / the l0 (CEL0)
+  error at the same code density >= 1.25 (paper: "approximately five times better reconstruction");
+- `l1_needs_a_denser_code`: the density l1 needs for CEL0's error / CEL0's density >= 1.25 (paper:
+  l1 "produces a denser code", no number);
+- `l1_with_2x_atoms_still_worse`: l1 with twice the atoms at the same active count / CEL0 error > 1
+  (paper: l1 needs ten times more units);
+- `all_penalties_give_oriented_atoms`: every penalty's oriented fraction >= 0.5 (paper: for all
+  penalties a subset of units become orientation selective, no number);
+- `learning_makes_atoms_more_oriented`: the mean oriented fraction >= the initial patches' + 0.05.
+
+Deviation from the paper's ratios (issue 17): at the scales we can run on CPU the error ratios are
+about 1.3-1.7x (`tiny`), not 5x, and we can only afford 2x atoms, not 10x; a check at the paper's
+5x / 10x would fail at every scale for reasons of scale (50-3000 learning steps, 64-128 atoms, ZCA
+patches), so the thresholds are 1.25x and "worse with 2x atoms", and each check shows the paper's
+number beside ours. The ratios are reported as metrics.
+
+Sanity check: CEL0's proximal operator matches brute-force scalar minimization
+(`cel0_prox_matches_brute_force`, an implementation check).
+
+Broken arms: `l1-for-all` learns and codes the l0 and CEL0 arms with l1 (the same seed), so the
+error and density ratios are exactly 1 and l1 with 2x atoms beats the 1x "CEL0"; `random-atoms`
+replaces every learned dictionary by unit-norm Gaussian atoms, which are no more oriented than
+chance.
+
+`seed` sets the patch sample, the train/test split and every dictionary's initialisation and
+batches. Scales: `tiny` (a few seconds) learns 64-atom dictionaries in 50 steps; `small` (CPU
+minutes) 128 atoms in 600 steps; `full` 128 atoms in 3000 steps on more patches. Deviations: ZCA
+whitening of patches instead of the paper's preprocessing; three penalties instead of the paper's
+wider l_q family; far fewer learning steps than the paper.
 """
 
 from __future__ import annotations
@@ -35,7 +61,7 @@ from pathlib import Path
 import torch
 
 from sparsetorch.data import load_image_patches
-from sparsetorch.papers.base import Result, check_scale
+from sparsetorch.papers.base import BrokenArm, Result, check_scale
 from sparsetorch.sdr.coding import cel0_penalty, cel0_prox, density_at_error, error_at_density, sparsity_curve
 from sparsetorch.sdr.dictionary import (
     learn_dictionary,
@@ -82,6 +108,37 @@ SETTINGS = {
 }
 
 
+BROKEN_ARMS = {
+    "l1-for-all": BrokenArm(
+        "the l0 and CEL0 dictionaries learned and coded with the l1 penalty (same seed)",
+        fails=(
+            "l0_beats_l1_at_3pct",
+            "l0_beats_l1_at_5pct",
+            "cel0_beats_l1_at_3pct",
+            "cel0_beats_l1_at_5pct",
+            "l1_needs_a_denser_code",
+            "l1_with_2x_atoms_still_worse",
+        ),
+    ),
+    "random-atoms": BrokenArm(
+        "every learned dictionary replaced by unit-norm Gaussian atoms",
+        fails=("all_penalties_give_oriented_atoms", "learning_makes_atoms_more_oriented"),
+    ),
+}
+FIVE_TIMES = "l0-based penalties: 'approximately five times better reconstruction' at a fixed sparsity level"
+PAPER = {
+    "l0_beats_l1_at_3pct": FIVE_TIMES,
+    "l0_beats_l1_at_5pct": FIVE_TIMES,
+    "cel0_beats_l1_at_3pct": FIVE_TIMES,
+    "cel0_beats_l1_at_5pct": FIVE_TIMES,
+    "l1_needs_a_denser_code": "l1 'produces a denser code' for the same reconstruction (no number)",
+    "l1_with_2x_atoms_still_worse": "l1 needs 'ten times more units' than CEL0 for the same error at the same "
+    "sparsity (we test 2x)",
+    "all_penalties_give_oriented_atoms": "for all penalties a subset of units become orientation selective (no number)",
+    "learning_makes_atoms_more_oriented": "V1-like oriented receptive fields emerge from learning (no number)",
+}
+
+
 def _prox_error() -> float:
     """Max distance between `cel0_prox` and a grid minimization of 1/2 (t - u)^2 + g phi(t)."""
     lam, step, norm = 0.3, 0.6, 1.1
@@ -92,25 +149,25 @@ def _prox_error() -> float:
     return float((cel0_prox(u, lam=lam, step=step, norms=norm) - brute).abs().max())
 
 
-def _patches(setting: dict) -> tuple[torch.Tensor, torch.Tensor]:
+def _patches(setting: dict, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Whitened training and test patches (whitening fitted on the training patches only)."""
-    patches = load_image_patches(patch_size=PATCH, n_per_image=setting["per_image"], seed=SEED)
-    order = torch.randperm(patches.shape[0], generator=torch.Generator().manual_seed(SEED))
+    patches = load_image_patches(patch_size=PATCH, n_per_image=setting["per_image"], seed=seed)
+    order = torch.randperm(patches.shape[0], generator=torch.Generator().manual_seed(seed))
     test, train = patches[order[: setting["test"]]], patches[order[setting["test"] :]]
     fitted = whiten(train, epsilon=0.1)
     test = (test - test.mean(-1, keepdim=True)) @ fitted.matrix
     return fitted.white, test
 
 
-def _orientation_baseline(train: torch.Tensor) -> tuple[float, float]:
+def _orientation_baseline(train: torch.Tensor, seed: int) -> tuple[float, float]:
     """The 95th percentile of random atoms' orientation selectivity (the cut), and the fraction of
     random training patches above it (atoms start as such patches: how oriented are they already?)."""
     null = orientation_selectivity(
-        random_dictionary(PATCH * PATCH, 4000, generator=torch.Generator().manual_seed(SEED)),
+        random_dictionary(PATCH * PATCH, 4000, generator=torch.Generator().manual_seed(seed)),
         patch_size=PATCH,
     )
     cut = float(null.quantile(0.95))
-    sample = train[torch.randperm(train.shape[0], generator=torch.Generator().manual_seed(SEED))[:2000]]
+    sample = train[torch.randperm(train.shape[0], generator=torch.Generator().manual_seed(seed))[:2000]]
     initial = orientation_selectivity(normalize_atoms(sample.T), patch_size=PATCH)
     return cut, float((initial > cut).float().mean())
 
@@ -134,6 +191,8 @@ def _learn_and_measure(
     cut: float,
     title: str,
     figure_dir: str | Path | None,
+    seed: int,
+    random_atoms: bool,
 ) -> tuple[list, dict[str, float]]:
     """Learn one dictionary; its test sparsity curve and its metrics (lambda, losses, orientation)."""
     learned = learn_dictionary(
@@ -144,11 +203,15 @@ def _learn_and_measure(
         steps=setting["steps"],
         batch_size=setting["batch"],
         code_iterations=setting["iterations"],
-        generator=torch.Generator().manual_seed(SEED),
+        generator=torch.Generator().manual_seed(seed),
     )
+    dictionary = learned.dictionary
+    if random_atoms:  # broken arm: the learned atoms discarded
+        g = torch.Generator().manual_seed(seed + 1)
+        dictionary = random_dictionary(dictionary.shape[0], dictionary.shape[1], generator=g)
     lams = [learned.lam * f for f in LAMBDA_FACTORS]
-    curve = sparsity_curve(test, learned.dictionary, penalty=penalty, lams=lams, iterations=setting["eval"])
-    oriented = orientation_selectivity(learned.dictionary, patch_size=PATCH)
+    curve = sparsity_curve(test, dictionary, penalty=penalty, lams=lams, iterations=setting["eval"])
+    oriented = orientation_selectivity(dictionary, patch_size=PATCH)
     path = None if figure_dir is None else Path(figure_dir) / f"beyond_l1_{name}.png"
     return curve, {
         f"{name}_lambda": learned.lam,
@@ -156,7 +219,7 @@ def _learn_and_measure(
         f"{name}_loss_last": float(learned.losses[-5:].mean()),
         f"{name}_oriented_fraction": float((oriented > cut).float().mean()),
         f"{name}_median_orientation_selectivity": float(oriented.median()),
-        f"{name}_figure_png_bytes": _figure_bytes(learned.dictionary, title=title, path=path),
+        f"{name}_figure_png_bytes": _figure_bytes(dictionary, title=title, path=path),
     }
 
 
@@ -183,13 +246,12 @@ def _compare_curves(curves: dict, m: dict[str, float]) -> None:
 
 def _checks(m: dict[str, float]) -> dict[str, tuple]:
     return {
-        "cel0_prox_matches_brute_force": ("cel0_prox_max_error", "<=", 2e-4),
         "l0_beats_l1_at_3pct": ("l1_over_l0_error_ratio_at_3pct", ">=", 1.25),
         "l0_beats_l1_at_5pct": ("l1_over_l0_error_ratio_at_5pct", ">=", 1.25),
         "cel0_beats_l1_at_3pct": ("l1_over_cel0_error_ratio_at_3pct", ">=", 1.25),
         "cel0_beats_l1_at_5pct": ("l1_over_cel0_error_ratio_at_5pct", ">=", 1.25),
         "l1_needs_a_denser_code": ("l1_over_cel0_density_ratio", ">=", 1.25),
-        "l1_with_2x_atoms_still_worse": ("l1_2x_over_cel0_error_ratio_at_5pct", ">=", 1.0),
+        "l1_with_2x_atoms_still_worse": ("l1_2x_over_cel0_error_ratio_at_5pct", ">", 1.0),
         "all_penalties_give_oriented_atoms": ("min_oriented_fraction", ">=", 0.5),
         "learning_makes_atoms_more_oriented": (
             "mean_oriented_fraction",
@@ -218,24 +280,37 @@ def _note(scale: str, setting: dict, train: torch.Tensor, test: torch.Tensor, m:
     return note
 
 
-def reproduce(scale: str = "tiny", *, figure_dir: str | Path | None = None) -> Result:
+def reproduce(
+    scale: str = "tiny",
+    *,
+    seed: int = 0,
+    broken: str | None = None,
+    figure_dir: str | Path | None = None,
+) -> Result:
     """Learn l1, l0 and CEL0 dictionaries on natural-image patches and compare them at equal sparsity.
 
     Args:
         scale: "tiny", "small" or "full".
+        seed: sets the patches, the split and the dictionaries' initialisation (offset from 2023).
+        broken: one of `BROKEN_ARMS`, or None for the reproduction itself.
         figure_dir: if given, the dictionaries are written there as `beyond_l1_<penalty>.png`.
     """
     setting = SETTINGS[check_scale(scale)]
-    train, test = _patches(setting)
+    if broken is not None and broken not in BROKEN_ARMS:
+        raise ValueError(f"unknown broken arm {broken!r} (have: {', '.join(BROKEN_ARMS)})")
+    seed = SEED + seed
+    train, test = _patches(setting, seed)
     m: dict[str, float] = {
         "atoms": setting["atoms"],
         "steps": setting["steps"],
         "train_patches": train.shape[0],
     }
-    m["orientation_null_q95"], m["init_oriented_fraction"] = _orientation_baseline(train)
+    m["orientation_null_q95"], m["init_oriented_fraction"] = _orientation_baseline(train, seed)
     cut = m["orientation_null_q95"]
     curves = {}
     runs = [("l1", "l1", 1), ("l0", "l0", 1), ("cel0", "cel0", 1), ("l1_2x", "l1", 2)]
+    if broken == "l1-for-all":
+        runs = [(name, "l1", factor) for name, _, factor in runs]
     for name, penalty, factor in runs:
         title = f"{name}: {factor * setting['atoms']} atoms, {scale}"
         curves[name], measured = _learn_and_measure(
@@ -248,6 +323,8 @@ def reproduce(scale: str = "tiny", *, figure_dir: str | Path | None = None) -> R
             cut=cut,
             title=title,
             figure_dir=figure_dir,
+            seed=seed,
+            random_atoms=broken == "random-atoms",
         )
         m.update(measured)
     _compare_curves(curves, m)
@@ -255,4 +332,8 @@ def reproduce(scale: str = "tiny", *, figure_dir: str | Path | None = None) -> R
     fractions = [m[f"{name}_oriented_fraction"] for name in ("l1", "l0", "cel0")]
     m["min_oriented_fraction"] = min(fractions)
     m["mean_oriented_fraction"] = sum(fractions) / len(fractions)
-    return Result.from_comparisons(m, checks=_checks(m), note=_note(scale, setting, train, test, m))
+    note = _note(scale, setting, train, test, m) + f" Seed {seed - SEED}."
+    if broken is not None:
+        note += f" BROKEN ARM {broken}: {BROKEN_ARMS[broken].description}."
+    sanity = {"cel0_prox_matches_brute_force": ("cel0_prox_max_error", "<=", 2e-4)}
+    return Result.from_comparisons(m, checks=_checks(m), sanity=sanity, paper=PAPER, note=note)

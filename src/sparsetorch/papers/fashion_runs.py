@@ -1,18 +1,19 @@
 """Shared by the sparse-training reproductions: train LeNet-300-100 on Fashion-MNIST with several
-methods over seeds, equal epochs for all, and report the mean and std of the test accuracy.
+methods at one seed, equal epochs for all, and report each arm's test accuracy.
 
 Every run uses `sparsetorch.training.fit` with the same recipe (SGD, momentum 0.9, lr 0.1 with a
-cosine decay, weight decay 5e-4, batch 128); seed `s` fixes the model initialisation, the data
-order and the method's seed. Scales:
+cosine decay, weight decay 5e-4, batch 128); the seed fixes the model initialisation, the data
+order and the method's seed, the same for every arm (so arms compare paired). Seeds are repeated
+outside, by the bench (`sparsetorch papers run`, 3 seeds at small scale), and combined by
+`sparsetorch.papers.stats`. Scales:
 
-- `tiny` (seconds, for tests): 2,048 training images, 1,000 test images, 1 epoch, 1 seed;
-- `small`: the full 60,000 / 10,000 split, 2 epochs, 3 seeds;
-- `full`: the full split, 20 epochs, 5 seeds.
+- `tiny` (seconds, for tests): 2,048 training images, 1,000 test images, 1 epoch;
+- `small`: the full 60,000 / 10,000 split, 2 epochs;
+- `full`: the full split, 20 epochs.
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,9 +25,9 @@ from torch import Tensor
 from sparsetorch.papers.base import check_scale
 
 SCALES: dict[str, dict[str, Any]] = {
-    "tiny": {"train": 2048, "test": 1000, "epochs": 1, "seeds": (0,)},
-    "small": {"train": None, "test": None, "epochs": 2, "seeds": (0, 1, 2)},
-    "full": {"train": None, "test": None, "epochs": 20, "seeds": (0, 1, 2, 3, 4)},
+    "tiny": {"train": 2048, "test": 1000, "epochs": 1},
+    "small": {"train": None, "test": None, "epochs": 2},
+    "full": {"train": None, "test": None, "epochs": 20},
 }
 
 
@@ -35,7 +36,7 @@ class Run:
     """One arm of a comparison.
 
     Attributes:
-        label: the metric prefix (`<label>_accuracy_mean` ...).
+        label: the metric prefix (`<label>_accuracy` ...).
         method: builds a fresh, unprepared training method for a seed (None: dense training).
         model: `create_model("lenet-300-100", ...)` config overrides (e.g. widths).
         calibration: training examples given to the method's `calibrate` (pruning at
@@ -63,10 +64,10 @@ def fashion_data(scale: str) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tenso
 
 
 def accuracies(
-    runs: Sequence[Run], scale: str, *, epochs: Mapping[str, int] | None = None
+    runs: Sequence[Run], scale: str, *, seed: int, epochs: Mapping[str, int] | None = None
 ) -> tuple[dict[str, float], str]:
-    """Train every run at every seed of `scale`; metrics `<label>_accuracy_{mean,std}`,
-    `<label>_sparsity` and `<label>_seconds` (the mean wall time of one run), and a note.
+    """Train every run at `scale` with `seed`; metrics `<label>_accuracy`, `<label>_sparsity` and
+    `<label>_seconds` (the wall time of the run), and a note.
 
     `epochs` (`{scale: epochs}`) overrides the scale's default number of epochs, the same for
     every run of the comparison; it is then also reported as the metric `epochs`.
@@ -82,37 +83,31 @@ def accuracies(
     torch.set_num_threads(1)  # tiny models: one intra-op thread is faster on a shared machine
     try:
         for run in runs:
-            accs, sparsities, seconds = [], [], []
-            for seed in cfg["seeds"]:
-                model = create_model("lenet-300-100", seed=seed, **run.model)
-                method = run.method(seed) if run.method is not None else None
-                if run.calibration:
-                    g = torch.Generator().manual_seed(seed)
-                    pick = torch.randperm(len(train_x), generator=g)[: run.calibration]
-                    method.calibrate((train_x[pick], train_y[pick]))
-                began = time.perf_counter()
-                out = fit(
-                    model,
-                    method,
-                    (train_x, train_y),
-                    epochs=n_epochs,
-                    test=(test_x, test_y),
-                    seed=seed,
-                    progress=False,
-                )
-                seconds.append(time.perf_counter() - began)
-                accs.append(out["test_accuracy"])
-                sparsities.append(out["sparsity"])
-            metrics[f"{run.label}_accuracy_mean"] = statistics.fmean(accs)
-            metrics[f"{run.label}_accuracy_std"] = statistics.stdev(accs) if len(accs) > 1 else 0.0
-            metrics[f"{run.label}_sparsity"] = statistics.fmean(sparsities)
-            metrics[f"{run.label}_seconds"] = statistics.fmean(seconds)
+            model = create_model("lenet-300-100", seed=seed, **run.model)
+            method = run.method(seed) if run.method is not None else None
+            if run.calibration:
+                g = torch.Generator().manual_seed(seed)
+                pick = torch.randperm(len(train_x), generator=g)[: run.calibration]
+                method.calibrate((train_x[pick], train_y[pick]))
+            began = time.perf_counter()
+            out = fit(
+                model,
+                method,
+                (train_x, train_y),
+                epochs=n_epochs,
+                test=(test_x, test_y),
+                seed=seed,
+                progress=False,
+            )
+            metrics[f"{run.label}_seconds"] = time.perf_counter() - began
+            metrics[f"{run.label}_accuracy"] = out["test_accuracy"]
+            metrics[f"{run.label}_sparsity"] = out["sparsity"]
     finally:
         torch.set_num_threads(threads)
     n_train, n_test = len(train_x), len(test_x)
     note = (
         f"{scale}: Fashion-MNIST ({n_train} train / {n_test} test images), LeNet-300-100, "
-        f"{n_epochs} epoch(s) for every method, seeds {list(cfg['seeds'])}; SGD lr 0.1 cosine, "
-        "momentum 0.9, wd 5e-4, batch 128; accuracies are mean over seeds"
+        f"{n_epochs} epoch(s) for every method, seed {seed}; SGD lr 0.1 cosine, "
+        "momentum 0.9, wd 5e-4, batch 128"
     )
     return metrics, note

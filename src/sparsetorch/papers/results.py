@@ -1,9 +1,11 @@
 """Results that ship with the code: one JSON file per paper, read back without re-running anything.
 
-`sparsetorch papers run KEY --store` writes ``<results>/KEY.json`` (`store_result`) after a
-successful run; a failed or interrupted run writes nothing, and the write itself is atomic
-(`sparsetorch._io.atomic_path`), so no partial result is ever recorded as complete. The folder is
-`results_dir()`: ``$SPARSETORCH_RESULTS`` if set, else ``results/papers`` of the checkout.
+`sparsetorch papers run KEY --store` runs the reproduction at several seeds (through the bench,
+`sparsetorch.papers.sweep`) and writes ``<results>/KEY.json`` (`store_result`) once every seed
+succeeded: each seed's own result (`SeedRun`) and their aggregate (`sparsetorch.papers.stats`),
+whose claim checks carry intervals. A failed or interrupted run writes nothing, and the write itself
+is atomic (`sparsetorch._io.atomic_path`), so no partial result is ever recorded as complete. The
+folder is `results_dir()`: ``$SPARSETORCH_RESULTS`` if set, else ``results/papers`` of the checkout.
 
 Each file carries `code_hash`: a SHA-256 over the source of the modules the paper's catalog
 entry lists (`Paper.modules`) plus the module of its `reproduce` function (`code_sources`). A
@@ -12,15 +14,16 @@ stored result whose hash differs from the current code's is ``"stale"``; one tha
 
 Reading (`read_result`) follows the loader principle of `sparsetorch._checks`: the file's size,
 format, version and every field are checked, and the stored ``holds`` / ``passed`` flags must
-agree with the ones recomputed from the numbers, before anything is believed. A corrupt, edited or
-foreign file raises `ResultFileError` (a `ValueError`) naming the file.
+agree with the ones recomputed from the numbers, and the aggregate must be the one recomputed from
+the stored seeds, before anything is believed. A corrupt, edited or foreign file raises
+`ResultFileError` (a `ValueError`) naming the file.
 
-The verdict (`verdict`) counts all checks for now; the split into claim and sanity checks, where
-only claim checks count, is a later step.
+The verdict (`verdict`) counts the claim checks only; sanity checks are reported apart.
 """
 
 from __future__ import annotations
 
+import ast
 import datetime
 import hashlib
 import importlib.util
@@ -39,6 +42,7 @@ from typing import Any
 from sparsetorch._io import atomic_path
 from sparsetorch.errors import SparsetorchError
 from sparsetorch.papers.base import OPS, SCALES, Check, Paper, Result, check_scale
+from sparsetorch.papers.stats import RULE, aggregate
 
 __all__ = [
     "FORMAT",
@@ -46,6 +50,7 @@ __all__ = [
     "VERSION",
     "PaperStatus",
     "ResultFileError",
+    "SeedRun",
     "StoredResult",
     "code_hash",
     "code_sources",
@@ -54,21 +59,24 @@ __all__ = [
     "paper_statuses",
     "read_result",
     "record_run",
+    "repository",
     "result_path",
     "results_dir",
     "store_result",
+    "stored_result",
     "verdict",
 ]
 
 FORMAT = "sparsetorch-paper-result"
-VERSION = 1
+VERSION = 2
 RESULTS_ENV = "SPARSETORCH_RESULTS"
 MAX_BYTES = 4 * 2**20  # a result is a few KiB; anything this large is not one of ours
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _FIELDS = (
-    "format", "version", "key", "scale", "result", "seeds", "wall_time_s", "created", "commit", "cpu",
-    "versions", "code_hash",
+    "format", "version", "key", "scale", "result", "runs", "rule", "wall_time_s", "created", "commit",
+    "cpu", "versions", "code_hash",
 )  # fmt: skip
+_CHECK_FIELDS = {"name", "kind", "measured", "op", "threshold", "interval", "seeds", "paper", "passed"}
 _REPO = Path(__file__).resolve().parents[3]  # src/sparsetorch/papers/results.py -> the checkout
 
 
@@ -76,20 +84,37 @@ class ResultFileError(SparsetorchError, ValueError):
     """A stored result file that is corrupt, edited by hand, or not one of ours."""
 
 
+@dataclass(frozen=True)
+class SeedRun:
+    """One run of a reproduction: its seed, its own result and how long it took."""
+
+    seed: int
+    result: Result
+    wall_time_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"seed": self.seed, "wall_time_s": self.wall_time_s, "result": self.result.to_dict()}
+
+
 @dataclass(frozen=True, kw_only=True)
 class StoredResult:
-    """A `Result` as stored: what was measured, at which scale, on which code and machine."""
+    """A reproduction as stored: each seed's run, their aggregate (the verdict), the scale, and the
+    code and machine it measured. Build one with `stored_result`."""
 
     key: str
     scale: str
     result: Result
+    runs: tuple[SeedRun, ...]
     code_hash: str
     wall_time_s: float
-    seeds: tuple[int, ...] | None = None
     created: str = ""
     commit: str | None = None
     cpu: str = ""
     versions: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(r.seed for r in self.runs)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -98,7 +123,8 @@ class StoredResult:
             "key": self.key,
             "scale": self.scale,
             "result": self.result.to_dict(),
-            "seeds": None if self.seeds is None else list(self.seeds),
+            "runs": [r.to_dict() for r in self.runs],
+            "rule": RULE,
             "wall_time_s": self.wall_time_s,
             "created": self.created,
             "commit": self.commit,
@@ -106,6 +132,40 @@ class StoredResult:
             "versions": dict(self.versions),
             "code_hash": self.code_hash,
         }
+
+
+def stored_result(
+    paper: Paper,
+    scale: str,
+    runs: Iterable[SeedRun],
+    *,
+    commit: str | None = None,
+    cpu: str | None = None,
+    versions: Mapping[str, str] | None = None,
+    code: str | None = None,
+) -> StoredResult:
+    """The `StoredResult` of `paper`'s `runs` at `scale`: sorted by seed, aggregated, stamped now.
+
+    `commit`, `cpu` and `versions` default to this process's; `code` to the current `code_hash`.
+
+    Raises:
+        ValueError: no runs, repeated seeds, or runs with different checks.
+    """
+    ordered = tuple(sorted(runs, key=lambda r: r.seed))
+    seeds = [r.seed for r in ordered]
+    result = aggregate([r.result for r in ordered], seeds=seeds)
+    return StoredResult(
+        key=paper.key,
+        scale=check_scale(scale),
+        result=result,
+        runs=ordered,
+        code_hash=code_hash(paper) if code is None else code,
+        wall_time_s=round(sum(r.wall_time_s for r in ordered), 3),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        commit=_commit() if commit is None else commit,
+        cpu=_cpu() if cpu is None else cpu,
+        versions=_versions() if versions is None else dict(versions),
+    )
 
 
 @dataclass(frozen=True)
@@ -123,35 +183,54 @@ class PaperStatus:
 
 
 def verdict(result: Result) -> str:
-    """``"holds"``, ``"does not hold"`` (no check passed, or no checks) or ``"partial (k of n checks)"``.
+    """``"holds"``, ``"does not hold"`` (no claim check passed, or none) or ``"partial (k of n claims)"``.
 
-    Every check counts for now; a later step counts the claim checks only.
+    Only claim checks count; sanity checks are reported apart.
     """
-    n_pass, n = sum(c.passed for c in result.checks), len(result.checks)
+    n_pass, n = sum(c.passed for c in result.claims), len(result.claims)
     if result.holds:
         return "holds"
-    return "does not hold" if n_pass == 0 else f"partial ({n_pass} of {n} checks)"
+    return "does not hold" if n_pass == 0 else f"partial ({n_pass} of {n} claims)"
 
 
 # --- the code a result measured -----------------------------------------------------------------
 
 
+# The papers' own vocabulary: a change here is not a change of what a reproduction measures.
+_SHARED = frozenset({"sparsetorch.papers.base", "sparsetorch.papers.results", "sparsetorch.papers.stats"})
+
+
+def _helpers(path: Path) -> set[str]:
+    """The `sparsetorch.papers.*` modules that the source in `path` imports (at any depth), so a
+    reproduction's shared helpers (e.g. `fashion_runs`) count as code it measured."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        names = [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+        names += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        found |= {n for n in names if n.startswith("sparsetorch.papers.") and n not in _SHARED}
+    return found
+
+
 def code_sources(paper: Paper) -> dict[str, Path]:
-    """The source file of each module `paper` lists, and of its `reproduce` function's module.
+    """The source file of each module `paper` lists, of its `reproduce` function's module, and of
+    the `sparsetorch.papers` helper modules that one imports (transitively).
 
     Raises:
         ValueError: a module cannot be found or has no source file.
     """
-    names = set(paper.modules)
+    todo = set(paper.modules)
     if paper.reproduce is not None:
-        names.add(paper.reproduce.__module__)
-    sources = {}
-    for name in sorted(names):
+        todo.add(paper.reproduce.__module__)
+    sources: dict[str, Path] = {}
+    while todo:
+        name = todo.pop()
         spec = importlib.util.find_spec(name)
         if spec is None or not spec.origin or not os.path.isfile(spec.origin):
             raise ValueError(f"paper {paper.key!r}: module {name!r} has no source file to hash")
         sources[name] = Path(spec.origin)
-    return sources
+        if name.startswith("sparsetorch.papers."):
+            todo |= _helpers(sources[name]) - set(sources)
+    return dict(sorted(sources.items()))
 
 
 def code_hash(paper: Paper, *, sources: Mapping[str, Path] | None = None) -> str:
@@ -203,28 +282,28 @@ def _versions() -> dict[str, str]:
     }
 
 
-def record_run(paper: Paper, scale: str) -> StoredResult:
-    """Run `paper` at `scale` and return the result with its wall time, code hash and machine.
+def record_run(paper: Paper, scale: str, *, seeds: Iterable[int] = (0,)) -> StoredResult:
+    """Run `paper` at `scale` once per seed, in this process, and return the stored result.
 
-    Any error (or interrupt) from the run propagates; nothing is recorded for it.
+    `sparsetorch papers run` goes through the bench instead (a process per run, resume, workers);
+    this is the same measurement for a library user or a test. Any error (or interrupt) from a run
+    propagates; nothing is recorded for it.
     """
     check_scale(scale)
-    start = time.perf_counter()
-    result = paper.run(scale)
-    wall = time.perf_counter() - start
-    seeds = getattr(result, "seeds", None)  # a later step gives Result its seeds
-    return StoredResult(
-        key=paper.key,
-        scale=scale,
-        result=result,
-        code_hash=code_hash(paper),
-        wall_time_s=round(wall, 3),
-        seeds=None if seeds is None else tuple(int(s) for s in seeds),
-        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        commit=_commit(),
-        cpu=_cpu(),
-        versions=_versions(),
-    )
+    runs = []
+    for seed in seeds:
+        start = time.perf_counter()
+        result = paper.run(scale, seed=seed)
+        runs.append(SeedRun(seed, result, round(time.perf_counter() - start, 3)))
+    return stored_result(paper, scale, runs)
+
+
+def repository() -> Path | None:
+    """The checkout this package runs from (it has pyproject.toml and src/sparsetorch); None for an
+    installed package."""
+    if (_REPO / "pyproject.toml").is_file() and (_REPO / "src" / "sparsetorch").is_dir():
+        return _REPO
+    return None
 
 
 def results_dir(override: str | os.PathLike | None = None) -> Path | None:
@@ -234,18 +313,20 @@ def results_dir(override: str | os.PathLike | None = None) -> Path | None:
         return Path(override)
     if os.environ.get(RESULTS_ENV):
         return Path(os.environ[RESULTS_ENV])
-    if (_REPO / "pyproject.toml").is_file() and (_REPO / "src" / "sparsetorch").is_dir():
-        return _REPO / "results" / "papers"
-    return None
+    root = repository()
+    return None if root is None else root / "results" / "papers"
 
 
-def result_path(key: str, folder: Path) -> Path:
-    return Path(folder) / f"{key}.json"
+def result_path(key: str, folder: Path, scale: str = "small") -> Path:
+    """``KEY.json`` for the small scale (the one every implemented paper ships), ``KEY.SCALE.json``
+    for the others, so a tiny or full run never replaces the small result."""
+    check_scale(scale)
+    return Path(folder) / (f"{key}.json" if scale == "small" else f"{key}.{scale}.json")
 
 
 def store_result(stored: StoredResult, *, folder: Path) -> Path:
     """Write `stored` to ``folder/KEY.json`` atomically and return the path."""
-    path = result_path(stored.key, folder)
+    path = result_path(stored.key, folder, stored.scale)
     text = json.dumps(stored.to_dict(), indent=2) + "\n"
     with atomic_path(path) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")
@@ -269,12 +350,26 @@ def _typed(data: Mapping[str, Any], name: str, kinds: type | tuple[type, ...]) -
 
 
 def _parse_check(raw: Any, i: int) -> Check:
-    if not isinstance(raw, dict) or set(raw) != {"name", "measured", "op", "threshold", "passed"}:
+    if not isinstance(raw, dict) or set(raw) != _CHECK_FIELDS:
         raise ValueError(f"check {i} is malformed")
     if not isinstance(raw["name"], str) or raw["op"] not in OPS or not isinstance(raw["passed"], bool):
         raise ValueError(f"check {i} is malformed")
+    if not isinstance(raw["kind"], str) or not isinstance(raw["paper"], str):
+        raise ValueError(f"check {i} is malformed")
+    interval = raw["interval"]
+    if interval is not None and (not isinstance(interval, list) or len(interval) != 2):
+        raise ValueError(f"check {i}: interval must be [low, high] or null")
+    if isinstance(raw["seeds"], bool) or not isinstance(raw["seeds"], int):
+        raise ValueError(f"check {i}: seeds must be an integer")
     check = Check(
-        raw["name"], _number(raw["measured"], "measured"), raw["op"], _number(raw["threshold"], "threshold")
+        raw["name"],
+        _number(raw["measured"], "measured"),
+        raw["op"],
+        _number(raw["threshold"], "threshold"),
+        kind=raw["kind"],
+        paper=raw["paper"],
+        interval=None if interval is None else tuple(_number(v, "interval") for v in interval),
+        seeds=raw["seeds"],
     )
     if check.passed != raw["passed"]:
         raise ValueError(f"check {check.name!r} says passed={raw['passed']}, but its numbers say otherwise")
@@ -309,24 +404,48 @@ def _parse(data: Any) -> StoredResult:
     wall = _number(data["wall_time_s"], "wall_time_s")
     if not math.isfinite(wall) or wall < 0:
         raise ValueError(f"wall_time_s {wall} is not a duration")
-    seeds = _typed(data, "seeds", (list, type(None)))
-    if seeds is not None and not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise ValueError("field 'seeds' must be a list of integers")
+    if data["rule"] != RULE:
+        raise ValueError(f"field 'rule' is {data['rule']!r}, not this sparsetorch's rule {RULE!r}")
+    runs = tuple(_parse_run(r, i) for i, r in enumerate(_typed(data, "runs", list)))
+    if not runs:
+        raise ValueError("field 'runs' is empty")
+    result = _parse_result(data["result"])
+    try:
+        again = aggregate([r.result for r in runs], seeds=[r.seed for r in runs])
+    except ValueError as err:
+        raise ValueError(f"field 'runs': {err}") from None
+    if _canonical(again) != _canonical(result):  # as text: NaN metrics compare equal
+        raise ValueError("field 'result' is not the aggregate of field 'runs'")
     versions = _typed(data, "versions", dict)
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in versions.items()):
         raise ValueError("field 'versions' must map names to version strings")
     return StoredResult(
         key=_typed(data, "key", str),
         scale=data["scale"],
-        result=_parse_result(data["result"]),
+        result=result,
+        runs=runs,
         code_hash=data["code_hash"],
         wall_time_s=wall,
-        seeds=None if seeds is None else tuple(seeds),
         created=_typed(data, "created", str),
         commit=_typed(data, "commit", (str, type(None))),
         cpu=_typed(data, "cpu", str),
         versions=versions,
     )
+
+
+def _canonical(result: Result) -> str:
+    return json.dumps(result.to_dict(), sort_keys=True)
+
+
+def _parse_run(raw: Any, i: int) -> SeedRun:
+    if not isinstance(raw, dict) or set(raw) != {"seed", "wall_time_s", "result"}:
+        raise ValueError(f"run {i} is malformed")
+    if isinstance(raw["seed"], bool) or not isinstance(raw["seed"], int):
+        raise ValueError(f"run {i}: seed must be an integer")
+    wall = _number(raw["wall_time_s"], f"run {i} wall_time_s")
+    if not math.isfinite(wall) or wall < 0:
+        raise ValueError(f"run {i}: wall_time_s {wall} is not a duration")
+    return SeedRun(raw["seed"], _parse_result(raw["result"]), wall)
 
 
 def read_result(path: str | os.PathLike, *, key: str | None = None) -> StoredResult:
@@ -350,12 +469,24 @@ def read_result(path: str | os.PathLike, *, key: str | None = None) -> StoredRes
     return stored
 
 
-def load_result(key: str, *, folder: Path | None) -> StoredResult | None:
-    """The stored result of paper `key` in `folder`, or None when there is none (or no folder)."""
+def load_result(key: str, *, folder: Path | None, scale: str | None = None) -> StoredResult | None:
+    """The stored result of paper `key` at `scale` in `folder`, or None when there is none (or no
+    folder). Without a scale, the largest one stored: full, else small, else tiny; the verdict
+    names the scale it rests on.
+
+    Raises:
+        ResultFileError: the file's own scale is not the one its name says.
+    """
     if folder is None:
         return None
-    path = result_path(key, folder)
-    return read_result(path, key=key) if path.is_file() else None
+    for size in (scale,) if scale is not None else ("full", "small", "tiny"):
+        path = result_path(key, folder, size)
+        if path.is_file():
+            stored = read_result(path, key=key)
+            if stored.scale != size:
+                raise ResultFileError(f"{path}: holds a {stored.scale!r} result, not {size!r}")
+            return stored
+    return None
 
 
 def paper_status(paper: Paper, *, folder: Path | None) -> PaperStatus:

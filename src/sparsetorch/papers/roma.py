@@ -23,10 +23,27 @@ Setting (an MoE "LLM" answering a question with one token, as the paper's multip
 - fine-tuning, from the deployed model, of the routers of all MoE layers only, on the fine-tuning words:
   (a) `baseline`: task loss only; (b) `roma`: task loss + lambda * manifold regularizer, the task
   embeddings being all-MiniLM-L6-v2 sentence embeddings of the words (computed once, in memory), the
-  successful set being the fine-tuning words the deployed model answers correctly. Both runs use the
-  same seeds (batch orders); results are means over `seeds`.
+  successful set being the fine-tuning words the deployed model answers correctly. Both arms use the
+  same `seed` (batch order), the one that also draws the word sample, the splits and the pretraining
+  (initialisation and batches).
 
-Checks: RoMA's gap after fine-tuning < the gap before; RoMA's held-out accuracy > the baseline's.
+Scales: `tiny` (d=32, 2 layers, 150 pretraining steps on 40 words per language, fine-tuning on 3, test on
+10; seconds), `small` (d=64, 4 layers, 800 steps, 300 / 150 / 100 words), `full` (d=128, 4 layers, 3000
+steps, 2000 / 500 / 300 words).
+
+Claim checks, both against the router-only fine-tuning baseline (task loss alone, same seed), strict:
+
+- `roma_narrows_oracle_gap`: RoMA's oracle gap after fine-tuning < the baseline's (paper: routers
+  are 10-20% below oracle routing; RoMA reduces that gap);
+- `roma_beats_router_only_finetuning`: RoMA's held-out accuracy > the baseline's (paper: +7-15% on
+  OLMoE, DeepSeekMoE, Qwen3-MoE over the base models, ahead of router-tuning baselines).
+
+Sanity checks: `routers_suboptimal_before` (the deployed routers leave a gap to oracle routing, > 0:
+the setting has something to close) and `successful_set_has_neighbours` (at least k = 5 successful
+fine-tuning words). The gap before fine-tuning is reported (`gap_before`), not checked.
+
+Broken arm: `baseline-twice` (lambda = 0 in RoMA's arm, i.e. the baseline run twice with the same
+seed: identical numbers, so both strict checks fail).
 
 Deviations from the paper: OLMoE / DeepSeekMoE / Qwen3-MoE on QA benchmarks are replaced by this tiny
 character model; the routers' suboptimality is created by withholding the family signal the experts were
@@ -40,16 +57,15 @@ from __future__ import annotations
 
 import copy
 import math
-import statistics
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sparsetorch.papers.base import Result, check_scale
+from sparsetorch.papers.base import BrokenArm, Result, check_scale
 
-__all__ = ["ANSWER_IDS", "MAX_LEN", "SCALES", "reproduce"]
+__all__ = ["ANSWER_IDS", "BROKEN_ARMS", "MAX_LEN", "SCALES", "reproduce"]
 
 MAX_LEN = 15  # word bytes kept; a sample is MAX_LEN left-padded bytes + 1 separator
 ANSWER_IDS = torch.arange(1, 15)  # 14 control bytes, never in a word: one answer token per language
@@ -57,12 +73,19 @@ NUM_EXPERTS, TOP_K = 8, 2
 
 SCALES: dict[str, dict[str, Any]] = {
     "tiny": {"d_model": 32, "n_layer": 2, "n_head": 2, "pretrain": 40, "finetune": 3, "test": 10,
-             "batch": 32, "steps": 150, "seeds": (0,)},
+             "batch": 32, "steps": 150},
     "small": {"d_model": 64, "n_layer": 4, "n_head": 4, "pretrain": 300, "finetune": 150, "test": 100,
-              "batch": 64, "steps": 800, "seeds": (0, 1, 2)},
+              "batch": 64, "steps": 800},
     "full": {"d_model": 128, "n_layer": 4, "n_head": 4, "pretrain": 2000, "finetune": 500, "test": 300,
-             "batch": 128, "steps": 3000, "seeds": (0, 1, 2, 3, 4)},
+             "batch": 128, "steps": 3000},
 }  # fmt: skip
+
+BROKEN_ARMS = {
+    "baseline-twice": BrokenArm(
+        "lambda = 0 in RoMA's arm: the router-only baseline run twice with the same seed (identical numbers)",
+        fails=("roma_narrows_oracle_gap", "roma_beats_router_only_finetuning"),
+    ),
+}
 
 _PRETRAIN_LR = 3e-3
 
@@ -79,9 +102,9 @@ def _samples(words: tuple[str, ...]) -> Tensor:
     return F.pad(left, (0, 1))  # (N, MAX_LEN + 1)
 
 
-def _splits(language: Tensor, cfg: dict[str, Any]) -> tuple[Tensor, Tensor, Tensor]:
+def _splits(language: Tensor, cfg: dict[str, Any], seed: int) -> tuple[Tensor, Tensor, Tensor]:
     """Row indices of the pretraining, fine-tuning and test words, balanced per language."""
-    gen = torch.Generator().manual_seed(1)
+    gen = torch.Generator().manual_seed(seed + 1)
     parts: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
     for lang in range(int(language.max()) + 1):
         rows = torch.nonzero(language == lang).flatten()
@@ -94,7 +117,7 @@ def _splits(language: Tensor, cfg: dict[str, Any]) -> tuple[Tensor, Tensor, Tens
     return pre, ft, test
 
 
-def _pretrain(seq: Tensor, lang: Tensor, fam: Tensor, cfg: dict[str, Any]) -> nn.Module:
+def _pretrain(seq: Tensor, lang: Tensor, fam: Tensor, cfg: dict[str, Any], seed: int) -> nn.Module:
     """`FamilyMoEGPT` (Post-MoE) trained on next-byte + answer loss with each word's family expert forced."""
     from sparsetorch.models.gpt import GPTConfig
     from sparsetorch.models.moe_gpt import MoEGPTConfig, post_moe_layers
@@ -107,7 +130,7 @@ def _pretrain(seq: Tensor, lang: Tensor, fam: Tensor, cfg: dict[str, Any]) -> nn
     layers = post_moe_layers(gpt.n_layer, max(1, gpt.n_layer // 2))
     model = FamilyMoEGPT(
         MoEGPTConfig(
-            gpt=gpt, num_experts=NUM_EXPERTS, k=TOP_K, gate="forced-expert", moe_layers=layers, seed=0
+            gpt=gpt, num_experts=NUM_EXPERTS, k=TOP_K, gate="forced-expert", moe_layers=layers, seed=seed
         )
     )
     steps, warmup = cfg["steps"], max(1, cfg["steps"] // 10)
@@ -130,7 +153,7 @@ def _pretrain(seq: Tensor, lang: Tensor, fam: Tensor, cfg: dict[str, Any]) -> nn
     train_steps(
         model,
         torch.optim.AdamW(model.parameters(), lr=_PRETRAIN_LR, weight_decay=0.01),
-        random_batches(len(seq), cfg["batch"], torch.Generator().manual_seed(0)),
+        random_batches(len(seq), cfg["batch"], torch.Generator().manual_seed(seed)),
         loss_fn,
         steps=steps,
         lr_at=lr_at,
@@ -177,9 +200,10 @@ def _finetune_arms(
     z: Tensor,
     reference: Any,
     layers: list[str],
-    cfg: dict[str, Any],
-) -> dict[str, list[Any]]:
-    """Router-only fine-tuning of copies of `model`, baseline (lam 0) and RoMA, per seed; oracle results.
+    seed: int,
+    broken: str | None,
+) -> dict[str, Any]:
+    """Router-only fine-tuning of copies of `model`, baseline (lam 0) and RoMA; their oracle results.
 
     `train` and `test` are `(sequences, languages)` pairs; `z` the task embeddings of `train`.
     """
@@ -190,29 +214,28 @@ def _finetune_arms(
 
     defaults = roma.RomaConfig()
     steps = defaults.epochs * math.ceil(len(seq) / defaults.batch_size)
-    runs: dict[str, list[Any]] = {"baseline": [], "roma": []}
-    for seed in cfg["seeds"]:
-        for name, lam in (("baseline", 0.0), ("roma", defaults.lam)):
-            config = roma.RomaConfig(
-                lam=lam,
-                lr=_PRETRAIN_LR,
-                warmup_steps=max(1, steps // 10),
-                lam_warmup_steps=max(1, steps // 10),
-                tuned_layers=len(layers),
-                seed=seed,
-            )
-            tuned = copy.deepcopy(model)
-            roma.finetune_routers(
-                tuned, seq, lang, config=config, answer_ids=ANSWER_IDS, embeddings=z, reference=reference
-            )
-            runs[name].append(
-                oracle_routing(tuned, test_seq, test_lang, layers=layers, answer_ids=ANSWER_IDS)
-            )
+    roma_lam = 0.0 if broken == "baseline-twice" else defaults.lam
+    runs: dict[str, Any] = {}
+    for name, lam in (("baseline", 0.0), ("roma", roma_lam)):
+        config = roma.RomaConfig(
+            lam=lam,
+            lr=_PRETRAIN_LR,
+            warmup_steps=max(1, steps // 10),
+            lam_warmup_steps=max(1, steps // 10),
+            tuned_layers=len(layers),
+            seed=seed,
+        )
+        tuned = copy.deepcopy(model)
+        roma.finetune_routers(
+            tuned, seq, lang, config=config, answer_ids=ANSWER_IDS, embeddings=z, reference=reference
+        )
+        runs[name] = oracle_routing(tuned, test_seq, test_lang, layers=layers, answer_ids=ANSWER_IDS)
     return runs
 
 
-def reproduce(scale: str) -> Result:
-    """Pretrain, deploy, measure the oracle gap, fine-tune routers with and without RoMA, measure again.
+def reproduce(scale: str, *, seed: int = 0, broken: str | None = None) -> Result:
+    """Pretrain, deploy, measure the oracle gap, fine-tune routers with and without RoMA, measure again,
+    all from `seed`; `broken` names one of `BROKEN_ARMS`.
 
     Raises:
         DataNotFoundError: the word lists or all-MiniLM-L6-v2 (the `hf` extra) are not installed.
@@ -223,16 +246,15 @@ def reproduce(scale: str) -> Result:
 
     check_scale(scale)
     cfg = SCALES[scale]
-    data = load_wordlists(words_per_language=cfg["pretrain"] + cfg["finetune"] + cfg["test"], seed=0)
+    data = load_wordlists(words_per_language=cfg["pretrain"] + cfg["finetune"] + cfg["test"], seed=seed)
     seq, lang, fam = _samples(data.words), data.language, data.family
-    pre, ft, test = _splits(lang, cfg)
+    pre, ft, test = _splits(lang, cfg, seed)
     m: dict[str, float] = {
         "finetune_samples": float(len(ft)),
         "test_samples": float(len(test)),
-        "seeds": float(len(cfg["seeds"])),
     }
     with torch.random.fork_rng(devices=[]):
-        model = _pretrain(seq[pre], lang[pre], fam[pre], cfg)
+        model = _pretrain(seq[pre], lang[pre], fam[pre], cfg, seed)
         m["family_forced_acc"] = _forced_family_accuracy(model, seq[test], lang[test], fam[test])
         model = _deploy(model)
         layers = last_moe_layers(model, max(1, cfg["n_layer"] // 2))  # all MoE layers
@@ -249,30 +271,39 @@ def reproduce(scale: str) -> Result:
             z=z,
             reference=reference,
             layers=layers,
-            cfg=cfg,
+            seed=seed,
+            broken=broken,
         )
-    for name, results in runs.items():
-        m[f"{name}_acc"] = statistics.fmean(r.router_accuracy for r in results)
-        m[f"{name}_oracle_acc"] = statistics.fmean(r.oracle_accuracy for r in results)
-        m[f"{name}_gap"] = statistics.fmean(r.gap for r in results)
-    m["roma_wins"] = float(
-        sum(
-            r.router_accuracy > b.router_accuracy for r, b in zip(runs["roma"], runs["baseline"], strict=True)
-        )
-    )
+    for name, run in runs.items():
+        m[f"{name}_acc"] = run.router_accuracy
+        m[f"{name}_oracle_acc"] = run.oracle_accuracy
+        m[f"{name}_gap"] = run.gap
     checks = {
-        "roma_narrows_oracle_gap": ("roma_gap", "<", "gap_before"),
+        "roma_narrows_oracle_gap": ("roma_gap", "<", "baseline_gap"),
         "roma_beats_router_only_finetuning": ("roma_acc", ">", "baseline_acc"),
     }
+    paper = {
+        "roma_narrows_oracle_gap": "routers of MoE LLMs sit 10-20% in accuracy below optimal routing; RoMA "
+        "reduces that gap (abstract)",
+        "roma_beats_router_only_finetuning": "+7-15% accuracy on OLMoE, DeepSeekMoE and Qwen3-MoE at the same "
+        "inference cost, ahead of router fine-tuning baselines (abstract; reference notes 2.12)",
+    }
+    sanity = {
+        "routers_suboptimal_before": ("gap_before", ">", 0.0),
+        "successful_set_has_neighbours": ("successful_set_size", ">=", 5.0),
+    }
     note = (
-        f"{scale}: char-level FamilyMoEGPT d={cfg['d_model']}, {cfg['n_layer']} layers (MoE, 8 experts top-2, in "
+        f"{scale}, seed {seed}: char-level FamilyMoEGPT d={cfg['d_model']}, {cfg['n_layer']} layers (MoE, 8 experts top-2, in "
         f"the last {len(layers)}), pretrained {cfg['steps']} steps on {cfg['pretrain']} words per language (14 "
         "Debian word lists) with each word's family expert forced, then deployed with its own top-2 routers. "
         f"Answer: the word's language (14 answer tokens). Router-only fine-tuning on {cfg['finetune']} words per "
-        f"language, tested on {cfg['test']} per language, means over {len(cfg['seeds'])} seed(s); task embeddings: "
+        f"language, tested on {cfg['test']} per language; claims judged against router-only fine-tuning (task "
+        "loss alone, same seed); task embeddings: "
         "all-MiniLM-L6-v2. Oracle: best of all 28 forced top-2 sets at the last token (and the router's own "
         "routing). RoMA k=5, sigma=0.4, lambda=0.8 (authors' code); lr 3e-3 and warmups scaled to the tiny model. "
         "The paper's MoE LLMs and benchmarks are out of scope; routing suboptimality is induced by withholding "
         "the family signal at deployment."
     )
-    return Result.from_comparisons(m, checks=checks, note=note)
+    if broken is not None:
+        note += f" BROKEN ARM {broken!r}: {BROKEN_ARMS[broken].description}."
+    return Result.from_comparisons(m, checks=checks, sanity=sanity, paper=paper, note=note)

@@ -17,6 +17,20 @@ Representation". The claim we can measure with one Sparsey coding field (`sparse
 4. Semantic side effect: a held-out test item's max-V code, matched to the most-overlapping stored
    code, predicts its class (reported against chance, the control and raw-pixel nearest neighbour).
 
+Claim checks (the paper gives no number for one flat mac; the thresholds are ours and each check
+names the paper's statement beside it): `stored_input_reinstates_its_code` (code overlap >= 0.9),
+`noisy_probe_recalls_the_item` (>= 0.9 of 20%-noise probes), `similar_inputs_similar_codes`
+(Spearman >= 0.5), `sisc_beats_random_codes` (>= the control + 0.4), `familiarity_tracks_similarity`
+(Spearman >= 0.8), `pairwise_similarity_preserved` (Pearson >= the control + 2 noise SE) and
+`label_retrieval_above_chance` (>= 0.25, chance 0.1). Sanity checks: one winner per CM (holds by
+construction of the CSA) and `novel_inputs_near_random_codes` (a probe sharing no bit with an item
+overlaps its code at chance level unless the codes collapse; a guard, not the claim).
+
+Broken arms: `random-codes` runs the random-code control (eta = 1) in place of the CSA, so the
+similarity checks compare the control with itself; `no-learning` assigns the CSA's codes without
+learning any weight, so nothing can be recalled, familiarity is flat and labels are not retrieved.
+`seed` sets the stored and held-out items (offset from 2017), the CSA's draws and the noise.
+
 Not reproduced: the paper's hierarchy of macs and its MNIST/Weizmann accuracies (MNIST is not
 available offline; see DATA.md). One flat mac holds a few hundred items of this kind (see the
 capacity note in `sparsetorch.sdr.sparsey`); `small` also sweeps the number of stored items to
@@ -33,7 +47,7 @@ import time
 import torch
 
 from sparsetorch.data import load_fashion_mnist
-from sparsetorch.papers.base import Result, check_scale
+from sparsetorch.papers.base import BrokenArm, Result, check_scale
 from sparsetorch.sdr.sdr import SDR
 from sparsetorch.sdr.sparsey import (
     SparseyConfig,
@@ -78,11 +92,43 @@ SETTINGS = {
 }
 
 
-def _data(items: int, test: int) -> tuple[SDR, torch.Tensor, SDR, torch.Tensor]:
+BROKEN_ARMS = {
+    "random-codes": BrokenArm(
+        "the random-code control (eta = 1) in place of the CSA",
+        fails=(
+            "stored_input_reinstates_its_code",
+            "similar_inputs_similar_codes",
+            "sisc_beats_random_codes",
+            "pairwise_similarity_preserved",
+        ),
+    ),
+    "no-learning": BrokenArm(
+        "the CSA's codes assigned without learning any weight",
+        fails=(
+            "stored_input_reinstates_its_code",
+            "noisy_probe_recalls_the_item",
+            "familiarity_tracks_similarity",
+            "label_retrieval_above_chance",
+        ),
+    ),
+}
+PAPER = {
+    "stored_input_reinstates_its_code": "each item stored in a single trial; re-presenting it reactivates its code",
+    "noisy_probe_recalls_the_item": "episodic recall of stored items from degraded inputs (no number for one mac)",
+    "similar_inputs_similar_codes": "the CSA maps more similar inputs to more similar (more overlapping) codes",
+    "sisc_beats_random_codes": "similarity preservation comes from the familiarity-contingent CSA, not chance",
+    "familiarity_tracks_similarity": "the CSA's global familiarity G rises with similarity to stored inputs",
+    "pairwise_similarity_preserved": "similarity of inputs is embedded in code overlap (semantic memory)",
+    "label_retrieval_above_chance": "semantic memory as a side effect of episodic storage (MNIST/Weizmann "
+    "accuracies of the hierarchy not reproduced)",
+}
+
+
+def _data(items: int, test: int, seed: int) -> tuple[SDR, torch.Tensor, SDR, torch.Tensor]:
     """Stored items from the training split and held-out items from the test split, as edge SDRs."""
     x_train, y_train = load_fashion_mnist("train", normalize=False).tensors
     x_test, y_test = load_fashion_mnist("test", normalize=False).tensors
-    generator = torch.Generator().manual_seed(SEED)
+    generator = torch.Generator().manual_seed(seed)
     stored = torch.randperm(x_train.shape[0], generator=generator)[:items]
     held_out = torch.randperm(x_test.shape[0], generator=generator)[:test]
     return (
@@ -107,11 +153,14 @@ def _measure(
     test_labels: torch.Tensor,
     probes: int,
     seed: int,
+    learn: bool = True,
 ) -> dict[str, float]:
-    """Store `items` in `mac` and measure recall, similarity preservation and label retrieval."""
+    """Store `items` in `mac` and measure recall, similarity preservation and label retrieval
+    (`learn=False`: the broken arm that assigns the CSA's codes without learning)."""
     n = items.dense.shape[0]
     start = time.perf_counter()
-    winners = mac.store(items, generator=torch.Generator().manual_seed(seed))
+    store = mac.store if learn else mac.select
+    winners = store(items, generator=torch.Generator().manual_seed(seed))
     seconds = time.perf_counter() - start
     codes = mac.codes(winners)
     generator = torch.Generator().manual_seed(seed + 1)
@@ -163,43 +212,55 @@ def _config(setting: dict, *, control: bool, inflection: float | None = None) ->
     )
 
 
-def _capacity(metrics: dict[str, float], setting: dict, items: SDR, test: SDR) -> None:
+def _capacity(metrics: dict[str, float], setting: dict, items: SDR, test: SDR, seed: int) -> None:
     """Noisy-probe item recall and novel-input familiarity as the number of stored items grows."""
     for size in setting["sweep"]:
         for name, control in (("csa", False), ("control", True)):
             mac = SparseyMac(_config(setting, control=control))
-            winners = mac.store(items[:size], generator=torch.Generator().manual_seed(SEED))
+            winners = mac.store(items[:size], generator=torch.Generator().manual_seed(seed))
             noisy = items[:size].add_noise(
-                round(PROBE_NOISE * ACTIVE), generator=torch.Generator().manual_seed(SEED + 2)
+                round(PROBE_NOISE * ACTIVE), generator=torch.Generator().manual_seed(seed + 2)
             )
             hits = _nearest(mac.codes(mac.retrieve(noisy)), mac.codes(winners)) == torch.arange(size)
             metrics[f"sweep_{size}_{name}_noisy_item_recall"] = float(hits.float().mean())
             metrics[f"sweep_{size}_{name}_novel_familiarity"] = float(mac.familiarity(test).g.mean())
 
 
-def _tradeoff(metrics: dict[str, float], setting: dict, items: SDR, test: SDR) -> None:
+def _tradeoff(metrics: dict[str, float], setting: dict, items: SDR, test: SDR, seed: int) -> None:
     """Rinkus's capacity/similarity trade-off: pairwise similarity embedding and recall vs sigma3."""
     n = setting["items"]
     for inflection in setting["inflections"]:
         mac = SparseyMac(_config(setting, control=False, inflection=inflection))
-        winners = mac.store(items[:n], generator=torch.Generator().manual_seed(SEED))
+        winners = mac.store(items[:n], generator=torch.Generator().manual_seed(seed))
         tag = f"inflection_{round(inflection * 100)}"
         metrics[f"{tag}_pairs_pearson"] = similarity_preservation(items[:n], mac.codes(winners))[0]
         noisy = items[:n].add_noise(
-            round(PROBE_NOISE * ACTIVE), generator=torch.Generator().manual_seed(SEED + 2)
+            round(PROBE_NOISE * ACTIVE), generator=torch.Generator().manual_seed(seed + 2)
         )
         hits = _nearest(mac.codes(mac.retrieve(noisy)), mac.codes(winners)) == torch.arange(n)
         metrics[f"{tag}_noisy_item_recall"] = float(hits.float().mean())
         metrics[f"{tag}_novel_familiarity"] = float(mac.familiarity(test).g.mean())
 
 
-def reproduce(scale: str = "tiny") -> Result:
-    """Store Fashion-MNIST edge maps in a Sparsey mac and in the random-code control; measure."""
+def reproduce(scale: str = "tiny", *, seed: int = 0, broken: str | None = None) -> Result:
+    """Store Fashion-MNIST edge maps in a Sparsey mac and in the random-code control; measure.
+
+    Args:
+        seed: sets the items, the CSA's draws and the probes' noise (offset from 2017).
+        broken: one of `BROKEN_ARMS`, or None for the reproduction itself.
+    """
     setting = SETTINGS[check_scale(scale)]
-    items, labels, test, test_labels = _data(max(setting["items"], *setting["sweep"], 0), setting["test"])
+    if broken is not None and broken not in BROKEN_ARMS:
+        raise ValueError(f"unknown broken arm {broken!r} (have: {', '.join(BROKEN_ARMS)})")
+    seed = SEED + seed
+    items, labels, test, test_labels = _data(
+        max(setting["items"], *setting["sweep"], 0), setting["test"], seed
+    )
     n = setting["items"]
     metrics: dict[str, float] = {"items": n, "cms": setting["cms"], "units": setting["units"]}
     for name, control in (("csa", False), ("control", True)):
+        if name == "csa" and broken == "random-codes":
+            control = True
         found = _measure(
             SparseyMac(_config(setting, control=control)),
             items=items[:n],
@@ -207,7 +268,8 @@ def reproduce(scale: str = "tiny") -> Result:
             test=test,
             test_labels=test_labels,
             probes=setting["probes"],
-            seed=SEED,
+            seed=seed,
+            learn=not (name == "csa" and broken == "no-learning"),
         )
         metrics.update({f"{name}_{k}": v for k, v in found.items()})
     raw = (test.dense.float() @ items[:n].dense.float().T).argmax(-1)
@@ -215,16 +277,18 @@ def reproduce(scale: str = "tiny") -> Result:
     metrics["chance_code_overlap"] = 1.0 / setting["units"]
     # two standard errors of a correlation over the n (n - 1) / 2 pairs, if there were none
     metrics["pairs_noise_margin"] = 2.0 / math.sqrt(n * (n - 1) / 2)
-    _capacity(metrics, setting, items, test)
-    _tradeoff(metrics, setting, items, test)
+    _capacity(metrics, setting, items, test, seed)
+    _tradeoff(metrics, setting, items, test, seed)
     m = metrics
-    checks = {
+    sanity = {
         "one_winner_per_cm": ("csa_one_winner_per_cm", ">=", 1.0),
+        "novel_inputs_near_random_codes": ("csa_code_overlap_at_0pct", "<=", 0.1),
+    }
+    checks = {
         "stored_input_reinstates_its_code": ("csa_code_overlap_at_100pct", ">=", 0.9),
         "noisy_probe_recalls_the_item": ("csa_noisy_item_recall", ">=", 0.9),
         "similar_inputs_similar_codes": ("csa_sisc_spearman", ">=", 0.5),
         "sisc_beats_random_codes": ("csa_sisc_spearman", ">=", m["control_sisc_spearman"] + 0.4),
-        "novel_inputs_near_random_codes": ("csa_code_overlap_at_0pct", "<=", 0.1),
         "familiarity_tracks_similarity": ("csa_familiarity_spearman", ">=", 0.8),
         "pairwise_similarity_preserved": (
             "csa_pairs_pearson",
@@ -245,4 +309,7 @@ def reproduce(scale: str = "tiny") -> Result:
         + " through random codes here. One flat mac, no hierarchy; the paper's MNIST and Weizmann accuracies are "
         "not reproduced."
     )
-    return Result.from_comparisons(metrics, checks=checks, note=note)
+    note += f" Seed {seed - SEED}."
+    if broken is not None:
+        note += f" BROKEN ARM {broken}: {BROKEN_ARMS[broken].description}."
+    return Result.from_comparisons(metrics, checks=checks, sanity=sanity, paper=PAPER, note=note)
