@@ -12,12 +12,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import shutil
-import threading
 from collections.abc import Iterator
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -25,43 +20,7 @@ import pytest
 from sparsetorch.bench.report import leaderboard, write_report
 from sparsetorch.bench.store import Store
 from tests.bench.report_testutil import config_hash, make_bench
-
-CHROMIUM = "/usr/bin/chromium"
-# The network here refuses Chromium's background connections: turn them all off. Playwright's
-# launch() gives each browser a fresh temporary --user-data-dir of its own.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-REQUIRE = os.environ.get("SPARSETORCH_REQUIRE_BROWSER", "") not in ("", "0", "false")
-
-
-def _browser_or_skip():
-    missing = []
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing.append("the playwright package")
-        sync_playwright = None
-    if not (os.access(CHROMIUM, os.X_OK) or shutil.which(CHROMIUM)):
-        missing.append(CHROMIUM + " (apt-get install chromium)")
-    if missing:
-        reason = "browser test needs " + " and ".join(missing)
-        if REQUIRE:
-            pytest.fail(reason + " (SPARSETORCH_REQUIRE_BROWSER is set)")
-        pytest.skip(reason)
-    return sync_playwright
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # keep pytest's output clean
-        pass
+from tests.browser_testutil import browsing, serving
 
 
 @pytest.fixture
@@ -69,15 +28,8 @@ def served(tmp_path) -> Iterator[tuple[str, Path]]:
     """A bench directory with its report, served on 127.0.0.1 from a thread."""
     directory = make_bench(tmp_path / "bench")
     write_report(directory)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(directory)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", directory
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(directory) as base:
+        yield base, directory
 
 
 def _colors(png: bytes) -> int:
@@ -89,60 +41,48 @@ def _colors(png: bytes) -> int:
 
 
 def test_report_renders_in_headless_chromium(served):
-    sync_playwright = _browser_or_skip()
     base, directory = served
     with Store(directory, create=False) as store:
         records = store.records()
-    errors: list[str] = []
-    outside: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(15_000)
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on("request", lambda r: None if r.url.startswith((base, "data:")) else outside.append(r.url))
-            response = page.goto(f"{base}/report.html", wait_until="load")
-            assert response is not None and response.ok
+    with browsing(base) as (page, errors, outside):
+        response = page.goto(f"{base}/report.html", wait_until="load")
+        assert response is not None and response.ok
 
-            # the plots: every one an SVG with a size, drawn (paths), and not blank on screen
-            plots = page.locator("figure.plot svg")
-            assert plots.count() == 5
-            for i in range(plots.count()):
-                box = plots.nth(i).bounding_box()
-                assert box is not None and box["width"] > 200 and box["height"] > 100, box
-                assert plots.nth(i).locator("path").count() > 10
-            assert _colors(plots.first.screenshot()) > 20
-            assert _colors(page.screenshot(full_page=True)) > 50
+        # the plots: every one an SVG with a size, drawn (paths), and not blank on screen
+        plots = page.locator("figure.plot svg")
+        assert plots.count() == 5
+        for i in range(plots.count()):
+            box = plots.nth(i).bounding_box()
+            assert box is not None and box["width"] > 200 and box["height"] > 100, box
+            assert plots.nth(i).locator("path").count() > 10
+        assert _colors(plots.first.screenshot()) > 20
+        assert _colors(page.screenshot(full_page=True)) > 50
 
-            # the leaderboards: one row per ranked (task, method, level), under a header row each
-            tables = page.locator("table.leaderboard")
-            assert tables.count() == 3
-            assert tables.locator("tr").count() - tables.count() == len(leaderboard(records))
-            best = page.locator('table.leaderboard[data-task="shakespeare-gpt-prune"] tr.best')
-            cells = [best.nth(i).locator("td").nth(2).inner_text() for i in range(best.count())]
-            assert cells == ["dense", "wanda"]  # the lowest perplexity at 0 and at 0.5
+        # the leaderboards: one row per ranked (task, method, level), under a header row each
+        tables = page.locator("table.leaderboard")
+        assert tables.count() == 3
+        assert tables.locator("tr").count() - tables.count() == len(leaderboard(records))
+        best = page.locator('table.leaderboard[data-task="shakespeare-gpt-prune"] tr.best')
+        cells = [best.nth(i).locator("td").nth(2).inner_text() for i in range(best.count())]
+        assert cells == ["dense", "wanda"]  # the lowest perplexity at 0 and at 0.5
 
-            # a failed run's traceback is folded, and unfolds on a click
-            failure = page.locator("details.failure").first
-            assert not failure.locator("pre").is_visible()
-            failure.locator("summary").click()
-            traceback = failure.locator("pre")
-            assert traceback.is_visible() and "RuntimeError" in traceback.inner_text()
+        # a failed run's traceback is folded, and unfolds on a click
+        failure = page.locator("details.failure").first
+        assert not failure.locator("pre").is_visible()
+        failure.locator("summary").click()
+        traceback = failure.locator("pre")
+        assert traceback.is_visible() and "RuntimeError" in traceback.inner_text()
 
-            assert not errors, errors
-            assert not outside, outside
+        assert not errors, errors
+        assert not outside, outside
 
-            # a run's config link opens that run's config
-            run = next(r for r in records if r.status == "complete" and r.task == "kernel-speed")
-            link = page.locator(f'a.config[href="runs/{run.config_hash}/config.json"]')
-            assert link.count() == 1
-            with page.expect_navigation() as nav:
-                link.click()
-            assert nav.value is not None and nav.value.ok
-            assert page.url == f"{base}/runs/{run.config_hash}/config.json"
-            shown = json.loads(page.locator("body").inner_text())
-            assert shown == run.config and config_hash(shown) == run.config_hash
-        finally:
-            browser.close()
+        # a run's config link opens that run's config
+        run = next(r for r in records if r.status == "complete" and r.task == "kernel-speed")
+        link = page.locator(f'a.config[href="runs/{run.config_hash}/config.json"]')
+        assert link.count() == 1
+        with page.expect_navigation() as nav:
+            link.click()
+        assert nav.value is not None and nav.value.ok
+        assert page.url == f"{base}/runs/{run.config_hash}/config.json"
+        shown = json.loads(page.locator("body").inner_text())
+        assert shown == run.config and config_hash(shown) == run.config_hash

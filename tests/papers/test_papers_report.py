@@ -5,11 +5,8 @@ reproduction runs here), plus the HTML page in a real headless Chromium."""
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
-from functools import partial
 from html.parser import HTMLParser
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,7 +18,7 @@ from sparsetorch.papers import render as render_module
 from sparsetorch.papers.base import Result
 from sparsetorch.papers.render import VERDICTS, papers_html, papers_markdown
 from sparsetorch.papers.results import PaperStatus, SeedRun, store_result, stored_result
-from tests.bench.test_report_browser import CHROMIUM, CHROMIUM_ARGS, _browser_or_skip
+from tests.browser_testutil import browsing, serving
 
 runner = CliRunner()
 SCRIPT = "<script>window.pwned = 1</script>"
@@ -257,66 +254,40 @@ def test_cli_papers_report_rejects_a_corrupt_result(tmp_path: Path) -> None:
 # --- in a real headless Chromium (skips without one, unless SPARSETORCH_REQUIRE_BROWSER is set) ---
 
 
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # keep pytest's output clean
-        pass
-
-
 @pytest.fixture
 def served(html: str, tmp_path: Path) -> Iterator[str]:
     """The verdict page, served on 127.0.0.1 from a thread."""
     (tmp_path / "papers.html").write_text(html, encoding="utf-8")
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(tmp_path)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with serving(tmp_path) as base:
+        yield base
 
 
 def test_html_renders_in_headless_chromium(served: str) -> None:
-    sync_playwright = _browser_or_skip()
-    errors: list[str] = []
-    outside: list[str] = []
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(15_000)
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            page.on(
-                "request", lambda r: None if r.url.startswith((served, "data:")) else outside.append(r.url)
-            )
-            response = page.goto(f"{served}/papers.html", wait_until="load")
-            assert response is not None and response.ok
+    with browsing(served) as (page, errors, outside):
+        response = page.goto(f"{served}/papers.html", wait_until="load")
+        assert response is not None and response.ok
 
-            counts = page.locator("table.overview td[data-verdict]")
-            shown = {
-                counts.nth(i).get_attribute("data-verdict"): int(counts.nth(i).inner_text())
-                for i in range(counts.count())
-            }
-            assert shown == _expected_counts()
-            assert page.locator("table.papers tr[data-key]").count() == len(list_papers())
-            assert page.locator("section.paper").count() == 4
+        counts = page.locator("table.overview td[data-verdict]")
+        shown = {
+            counts.nth(i).get_attribute("data-verdict"): int(counts.nth(i).inner_text())
+            for i in range(counts.count())
+        }
+        assert shown == _expected_counts()
+        assert page.locator("table.papers tr[data-key]").count() == len(list_papers())
+        assert page.locator("section.paper").count() == 4
 
-            # the injected markup is text on the page, and it never ran
-            section = page.locator(f"section#{NO}")
-            assert section.is_visible()
-            assert f"note {SCRIPT}" in section.inner_text()
-            assert page.evaluate("typeof window.pwned") == "undefined"
-            assert page.locator("script").count() == 0
+        # the injected markup is text on the page, and it never ran
+        section = page.locator(f"section#{NO}")
+        assert section.is_visible()
+        assert f"note {SCRIPT}" in section.inner_text()
+        assert page.evaluate("typeof window.pwned") == "undefined"
+        assert page.locator("script").count() == 0
 
-            # a paper's key in the overview links to its section
-            page.locator(f'table.papers a[href="#{HOLDS}"]').click()
-            assert page.url.endswith(f"#{HOLDS}")
-            assert page.locator(f"section#{HOLDS} table.claims tr").count() == 3  # header + 2 claims
-            assert page.locator(f"section#{HOLDS} table.sanity tr").count() == 2
+        # a paper's key in the overview links to its section
+        page.locator(f'table.papers a[href="#{HOLDS}"]').click()
+        assert page.url.endswith(f"#{HOLDS}")
+        assert page.locator(f"section#{HOLDS} table.claims tr").count() == 3  # header + 2 claims
+        assert page.locator(f"section#{HOLDS} table.sanity tr").count() == 2
 
-            assert not errors, errors
-            assert not outside, outside
-        finally:
-            browser.close()
+        assert not errors, errors
+        assert not outside, outside
