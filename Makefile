@@ -22,11 +22,16 @@ test: setup data
 setup: $(STAMP)
 
 # torch goes in first, alone, so that nothing later makes pip pull a CUDA build; everything is
-# installed through the lock, so a fresh clone gets the versions the suite passed with.
-$(STAMP): pyproject.toml $(LOCK) scripts/bootstrap.sh
+# installed through the lock, so a fresh clone gets the versions the suite passed with. The C++
+# operators (src/sparsetorch/kernels/csrc) compile against that torch, so the package installs
+# without build isolation, after the build tools; without a compiler it installs without them and
+# says so (the kernels then fall back to pure torch).
+$(STAMP): pyproject.toml setup.py $(LOCK) scripts/bootstrap.sh $(wildcard src/sparsetorch/kernels/csrc/*)
 	bash scripts/bootstrap.sh "$(VENV)" "$(LOCK)"
 	$(PIP) install -q -c $(LOCK) "$(TORCH)"
-	$(PIP) install -q -c $(LOCK) -e ".[$(EXTRAS)]"
+	$(PIP) install -q -c $(LOCK) setuptools wheel
+	$(PIP) install -q -c $(LOCK) --no-build-isolation -e ".[$(EXTRAS)]"
+	$(PY) -c "from sparsetorch.kernels import ops; print('sparsetorch C++ kernels:', ops.isa() if ops.available() else 'NOT BUILT: ' + ops.unavailable_reason())"
 	touch $@
 
 # Refresh the lock on purpose: the newest versions pyproject.toml's ranges allow (torch held at
@@ -56,4 +61,4 @@ lint: setup
 	$(VENV)/bin/lint-imports --no-cache
 
 clean:
-	rm -rf $(VENV) .pytest_cache build src/*.egg-info
+	rm -rf $(VENV) .pytest_cache build src/*.egg-info src/sparsetorch/_C*.so

@@ -1,15 +1,21 @@
-"""Sparse linear kernels vs dense: speedup and fraction of the bandwidth bound, per format.
+"""Sparse linear kernels vs dense: speedup and fraction of the bandwidth bound, per format and ISA.
 
 Why this script: speed claims need the ratio against dense `F.linear` measured in the same run,
-under a known load. For each (shape, batch, sparsity, threads) it times dense, our formats
-(`sparsetorch.kernels.cpu.linear`), torch CSR with int32 indices and scipy CSR (if installed),
-and prints a table and optionally a JSON file.
+under a known load. For each (shape, batch, sparsity, threads) it times dense, our formats (the
+C++ operators `torch.ops.sparsetorch.*`), torch CSR with int32 indices and scipy CSR (if
+installed), and prints a table and optionally a JSON file.
 
 - batch 1 is timed cold: before every repetition each candidate's own arrays (dense weight,
   compressed format, CSR arrays) are `clflush`ed from every cache level (x86-64; elsewhere a
   64 MiB buffer is swept), so the weights come from DRAM, as they do for a model larger than the
   L3; batch 8 and 64 are timed hot;
-- ours is timed as `sparsetorch.compile` runs it: a `cpu.Plan` built once per layer;
+- ours is timed as a compiled `SparseLinear` runs it: the format's operator with its tensors bound
+  once (`cpu.op_call(fmt)`), called as `op(x, bias)`;
+- kernel tables: ours runs with the best table this CPU has (`ops.use_isa("best")`: AVX-512, AVX2
+  or portable), or the one `--isa` names; `--compare` adds rows `ours:FORMAT@ISA` for the other
+  tables (default: every other one this CPU runs), and a table of their time over the main one's,
+  so the AVX-512 vs portable ratio is in the report. The table is switched before each timed call,
+  outside the timing;
 - "bw" is the fraction of the bandwidth bound reached at batch 1: (bytes read / measured read
   bandwidth of this machine) / measured time;
 - /proc/stat is read around every group: if other processes kept more than 0.25 cores busy, the
@@ -21,6 +27,7 @@ and prints a table and optionally a JSON file.
 
     python benchmarks/kernel_speed.py --quick
     python benchmarks/kernel_speed.py --shapes 4096x4096,1536x384 --threads 1,2 --json out.json
+    python benchmarks/kernel_speed.py --quick --isa generic --compare none
     python benchmarks/kernel_speed.py --shapes 4096x4096 --deepsparse .venv-deepsparse
 """
 
@@ -35,10 +42,11 @@ if not __package__:
     sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import argparse
+import contextlib
 import json
 import platform
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 import torch
@@ -46,7 +54,7 @@ import torch.nn.functional as F
 
 from benchmarks import deepsparse_worker
 from benchmarks._machine import LoadMeter, make_cold, read_bandwidth
-from sparsetorch.kernels import cpu
+from sparsetorch.kernels import cpu, ops
 from sparsetorch.kernels import formats as fm
 from sparsetorch.kernels.timing import time_interleaved
 from sparsetorch.patterns import NM, select
@@ -69,6 +77,44 @@ class Row:
     bw_fraction: float | None
     foreign_cores: float
     picked: str = ""  # for "ours:best": the format that was fastest at this batch
+    isa: str = ""  # for ours: the kernel table it ran with
+
+
+def supported_isas() -> list[str]:
+    """The kernel tables this CPU runs (`ops.ISAS` order), [] without the C++ operators."""
+    if not ops.available():
+        return []
+    out = []
+    for name in ops.ISAS:
+        try:
+            with ops.use_isa(name):
+                out.append(name)
+        except ValueError:  # a table this CPU (or ATEN_CPU_CAPABILITY) rules out
+            pass
+    return out
+
+
+def resolve_isas(isa: str, compare: str) -> tuple[str, list[str]]:
+    """(the main kernel table, the others to compare with it) from `--isa` and `--compare`."""
+    here = supported_isas()
+    if not here:
+        print(f"WARNING: {ops.unavailable_reason()}; ours runs on pure torch", file=sys.stderr)
+        return "torch", []
+    if isa == "best":
+        with ops.use_isa("best"):
+            isa = ops.isa()
+    if isa not in here:
+        raise SystemExit(f"--isa {isa}: this CPU runs {', '.join(here)}")
+    if compare == "all":
+        others = [i for i in here if i != isa]
+    elif compare == "none":
+        others = []
+    else:
+        others = [i for i in compare.split(",") if i and i != isa]
+        bad = [i for i in others if i not in here]
+        if bad:
+            raise SystemExit(f"--compare {compare}: this CPU runs {', '.join(here)}, not {', '.join(bad)}")
+    return isa, others
 
 
 def make_layer(out: int, inp: int, sparsity: str, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,12 +145,21 @@ def run_group(shape: str, batch: int, sparsity: str, threads: int, bw: dict[int,
     ref = F.linear(x, w)
     cands: dict[str, tuple[object, int]] = {}
     weights: dict[str, tuple[torch.Tensor, ...]] = {}  # what each candidate reads, to evict when cold
+    isa_of: dict[str, str] = {}  # ours: the kernel table each runs with
     for name, f in our_formats(w, mask, sparsity).items():
-        y = cpu.linear(f, x, threads=threads)
-        torch.testing.assert_close(y, ref, rtol=1e-3, atol=1e-3)
-        plan = cpu.Plan(f, cpu.backend())  # built once, as a compiled `SparseLinear` keeps it
-        cands[f"ours:{name}"] = (lambda plan=plan: plan(x, threads=threads), f.nbytes)
-        weights[f"ours:{name}"] = tuple(f.tensors().values())
+        if args.isa == "torch":  # no C++ operators: the pure-torch fallback
+            plan = cpu.Plan(f, "torch")
+            torch.testing.assert_close(plan(x), ref, rtol=1e-3, atol=1e-3)
+            cands[f"ours:{name}"] = (lambda plan=plan: plan(x), f.nbytes)
+            weights[f"ours:{name}"], isa_of[f"ours:{name}"] = tuple(f.tensors().values()), "torch"
+            continue
+        op = cpu.op_call(f)  # bound once, as a compiled `SparseLinear` keeps it
+        for isa in (args.isa, *args.others):
+            key = f"ours:{name}" + ("" if isa == args.isa else f"@{isa}")
+            with ops.use_isa(isa):
+                torch.testing.assert_close(op(x, None), ref, rtol=1e-3, atol=1e-3)
+            cands[key] = (lambda op=op: op(x, None), f.nbytes)
+            weights[key], isa_of[key] = tuple(f.tensors().values()), isa
     nnz = int(mask.sum())
     csr = cpu.torch_csr(fm.CSR.from_dense(w, mask, index_bits=32))  # int32 indices: torch's fastest CSR
     xt = x.t().contiguous()
@@ -120,8 +175,8 @@ def run_group(shape: str, batch: int, sparsity: str, threads: int, bw: dict[int,
         weights["scipy_csr"] = tuple(torch.from_numpy(a) for a in (s.indptr, s.indices, s.data))
     except ImportError:
         pass
-    evictors = {k: make_cold(*weights[k]) if cold else None for k in cands}
-    with LoadMeter() as load:
+    evictors = {k: before_call(isa_of.get(k), make_cold(*weights[k]) if cold else None) for k in cands}
+    with LoadMeter() as load, ops.use_isa(args.isa) if args.isa != "torch" else contextlib.nullcontext():
         timed = time_interleaved(
             {"dense": (lambda: F.linear(x, w), make_cold(w) if cold else None)}
             | {k: (fn, evictors[k]) for k, (fn, _) in cands.items()},
@@ -147,12 +202,11 @@ def run_group(shape: str, batch: int, sparsity: str, threads: int, bw: dict[int,
     for k, ms in timed.items():
         nbytes = cands[k][1]
         frac = (nbytes / bound_bw * 1e3) / ms if cold else None
-        rows.append(
-            Row(
-                shape, batch, sparsity, threads, k, ms, t_dense / ms, nbytes / dense_bytes, frac, load.foreign
-            )
+        row = Row(
+            shape, batch, sparsity, threads, k, ms, t_dense / ms, nbytes / dense_bytes, frac, load.foreign
         )
-    ours = [r for r in rows if r.format.startswith("ours:")]
+        rows.append(replace(row, isa=isa_of.get(k, "")))
+    ours = [r for r in rows if r.format.startswith("ours:") and "@" not in r.format]
     best = min(ours, key=lambda r: r.ms)
     rows.append(
         Row(
@@ -167,6 +221,7 @@ def run_group(shape: str, batch: int, sparsity: str, threads: int, bw: dict[int,
             best.bw_fraction,
             load.foreign,
             best.format.removeprefix("ours:"),
+            best.isa,
         )
     )
     if load.foreign > 0.25:
@@ -176,6 +231,22 @@ def run_group(shape: str, batch: int, sparsity: str, threads: int, bw: dict[int,
             file=sys.stderr,
         )
     return rows
+
+
+def before_call(isa: str | None, evict):
+    """What runs untimed before each call of a candidate: switch to its kernel table (so candidates
+    on different tables interleave without a switch inside the timing), then empty the caches."""
+    if isa in (None, "torch") and evict is None:
+        return None
+    set_isa = torch.ops.sparsetorch.set_isa if isa not in (None, "torch") else None
+
+    def hook() -> None:
+        if set_isa is not None:
+            set_isa(isa)
+        if evict is not None:
+            evict()
+
+    return hook
 
 
 def cuda_bench(args) -> list[dict]:
@@ -280,7 +351,9 @@ def print_table(rows: list[Row]) -> None:
     for (shape, threads), rs in groups.items():
         print(f"\n### {shape} (out x in), {threads} thread(s)\n")
         batches = sorted({r.batch for r in rs})
-        fmts = list(dict.fromkeys(r.format for r in rs))
+        fmts = sorted(
+            dict.fromkeys(r.format for r in rs), key=lambda f: (f == "ours:best", f == "deepsparse")
+        )
         print(
             "| sparsity | format | bytes vs dense | "
             + " | ".join(
@@ -309,6 +382,35 @@ def print_table(rows: list[Row]) -> None:
                 name = f"**{f}**" if f in ("dense", "ours:best") else f
                 shown = "per cell" if f == "ours:best" else "n/a" if f == "deepsparse" else f"{byts:.3f}"
                 print(f"| {s} | {name} | {shown} | " + " | ".join(cells) + f" | {load:.2f} |")
+        print_isa_table(rs, batches)
+
+
+def print_isa_table(rs: list[Row], batches: list[int]) -> None:
+    """Each other kernel table's time over the main table's, per format and batch (>1: the main one
+    is faster), e.g. how much AVX-512 buys over the portable build."""
+    others = list(dict.fromkeys(r.format.partition("@")[2] for r in rs if "@" in r.format))
+    main = next((r.isa for r in rs if r.format.startswith("ours:") and "@" not in r.format), "")
+    if not others:
+        return
+    print(
+        f"\n{main} vs {', '.join(others)}: time with the other table / time with {main} (>1: {main} faster)\n"
+    )
+    print("| sparsity | format | " + " | ".join(f"B={b}" for b in batches) + " |")
+    print("|---|---|" + "---|" * len(batches))
+    ms = {(r.sparsity, r.format, r.batch): r.ms for r in rs}
+    for s in dict.fromkeys(r.sparsity for r in rs):
+        fmts = dict.fromkeys(
+            r.format for r in rs if r.sparsity == s and r.format.startswith("ours:") and "@" in r.format
+        )
+        for f in dict.fromkeys(f.partition("@")[0] for f in fmts):
+            cells = []
+            for b in batches:
+                base = ms.get((s, f, b))
+                keys = [(o, (s, f"{f}@{o}", b)) for o in others]
+                cells.append(
+                    ", ".join(f"{o} {ms[k] / base:.2f}x" for o, k in keys if k in ms) if base else ""
+                )
+            print(f"| {s} | {f} | " + " | ".join(cells) + " |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -320,6 +422,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     p.add_argument("--budget", type=float, default=0.4, help="seconds of repetitions per measurement")
     p.add_argument("--json", default=None, help="write all rows to this JSON file")
+    p.add_argument(
+        "--isa",
+        default="best",
+        choices=["best", *ops.ISAS],
+        help="kernel table of the ours rows (default: the best this CPU runs)",
+    )
+    p.add_argument(
+        "--compare",
+        default="all",
+        metavar="ISAS",
+        help="other kernel tables to time beside it: all (default: every other one this CPU runs), none, "
+        "or a comma-separated list",
+    )
     p.add_argument("--cuda", action="store_true", help="also run the CUDA 2:4 / BSR paths (needs a GPU)")
     p.add_argument("--cuda-only", action="store_true", help="run only the CUDA paths")
     p.add_argument(
@@ -334,9 +449,11 @@ def main(argv: list[str] | None = None) -> int:
     sparsities = args.sparsities.split(",")
     batches = [int(b) for b in args.batches.split(",")]
     threads = [int(t) for t in args.threads.split(",")]
+    args.isa, args.others = resolve_isas(args.isa, args.compare)
     print(
-        f"torch {torch.__version__}, backend {cpu.backend()}, cpu {cpu.cpu_name()}, {platform.machine()}, "
-        f"{os.cpu_count()} cpus"
+        f"torch {torch.__version__}, backend {cpu.backend()}, kernel table {args.isa} "
+        f"(compared with: {', '.join(args.others) or 'none'}; this CPU runs {', '.join(supported_isas()) or 'none'}), "
+        f"cpu {cpu.cpu_name()}, {platform.machine()}, {os.cpu_count()} cpus"
     )
     bw = {t: read_bandwidth(t) for t in threads} if shapes else {}
     print("read bandwidth (GB/s): " + ", ".join(f"{t} thread(s) {v:.1f}" for t, v in bw.items()))
@@ -360,6 +477,8 @@ def main(argv: list[str] | None = None) -> int:
                     "rows": [asdict(r) for r in rows],
                     "cuda": cuda,
                     "cpu": cpu.cpu_name(),
+                    "isa": args.isa,
+                    "compared_isas": args.others,
                     "torch": torch.__version__,
                 },
                 f,

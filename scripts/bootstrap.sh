@@ -4,6 +4,18 @@
 set -euo pipefail
 venv=${1:-.venv}
 lock=${2:-}
+# The C++ kernels need a C++ compiler at install time; install one where we can, else say so
+# (the package still installs, with the pure-torch kernels).
+if ! command -v c++ >/dev/null && ! command -v g++ >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "installing g++ with apt-get (for sparsetorch's C++ kernels)"
+    DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends g++
+  else
+    echo "note: no C++ compiler found; sparsetorch installs without its C++ kernels (pure-torch fallback)." \
+      "Install g++ (apt-get install g++) and run make setup again for the fast kernels." >&2
+  fi
+fi
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys; assert sys.version_info >= (3, 10)' 2>/dev/null; then
   exit 0
 fi

@@ -1,18 +1,29 @@
-"""Every kernel equals the dense masked reference, on every backend, at batch 1 to 100."""
+"""Every kernel equals the dense masked reference, on every backend and kernel table (ISA), at batch 1 to 100."""
 
 from __future__ import annotations
+
+import contextlib
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sparsetorch.kernels import cpu
+from sparsetorch.kernels import cpu, ops
 from sparsetorch.kernels import formats as F
-from tests.kernels.kernels_testutil import random_layer
+from tests.kernels.kernels_testutil import available_isas, random_layer
 
-BACKENDS = [b for b in cpu.BACKENDS if b == "torch" or (b == "numba" and cpu.has_numba()) or cpu.has_avx512()]
 BATCHES = [1, 2, 3, 8, 17, 64, 100]
+# (backend, kernel table): the torch fallback, and the C++ operators on every table this CPU runs
+ENGINES = [("torch", None)] + [("cpp", isa) for isa in available_isas()]
+
+
+def _engine(backend: str, isa: str | None):
+    stack = contextlib.ExitStack()
+    stack.enter_context(cpu.use_backend(backend))
+    if isa is not None:
+        stack.enter_context(ops.use_isa(isa))
+    return stack
 
 
 def _reference(weight, mask, x):
@@ -22,10 +33,12 @@ def _reference(weight, mask, x):
 def _check(fmt, weight, mask, batch, seed=0):
     x = torch.randn(batch, fmt.shape[1], generator=torch.Generator().manual_seed(seed))
     ref = _reference(weight, mask, x)
-    for name in BACKENDS:
-        with cpu.use_backend(name):
+    for backend, isa in ENGINES:
+        with _engine(backend, isa):
             y = cpu.linear(fmt, x)
-        torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-4, msg=lambda m, n=name: f"{fmt.name}/{n}: {m}")
+        torch.testing.assert_close(
+            y, ref, rtol=1e-4, atol=1e-4, msg=lambda m, b=backend, i=isa: f"{fmt.name}/{b}/{i}: {m}"
+        )
 
 
 @settings(max_examples=20, deadline=None)
@@ -64,25 +77,24 @@ def test_nm_kernels_match_reference(out, groups, nm, batch):
     _check(F.NMPacked.from_dense(weight, mask, n=n, m=m), weight, mask, batch)
 
 
-@pytest.mark.parametrize("panel_bytes", [1, 64 * 1024])
-def test_spmm_column_blocks_and_long_rows_match_reference(monkeypatch, panel_bytes):
-    """Several column blocks (the last one partial) and rows long enough for the 64-wide loops."""
-    monkeypatch.setattr(cpu, "SPMM_PANEL_BYTES", panel_bytes)  # 1 -> the smallest block: 64 columns
-    weight, mask = random_layer(37, 328, sparsity=0.3)
+def test_spmm_column_blocks_and_long_rows_match_reference():
+    """Several input-column blocks of the batched kernels (1024 columns per block at 64-wide panels,
+    4096 at 16-wide; the last block partial), rows long enough for every unrolled loop."""
+    weight, mask = random_layer(37, 4200, sparsity=0.7)
     fmts = [
         F.Bitmask.from_dense(weight, mask),
         *(F.CSR.from_dense(weight, mask, index_bits=b) for b in (16, 32)),
     ]
     for fmt in fmts:
-        for batch in (1, 8, 64, 100):
+        for batch in (1, 16, 64, 100):
             _check(fmt, weight, mask, batch)
-        x = torch.randn(200, 328)  # 4 tiles: threads split tiles, not rows
+        x = torch.randn(200, 4200)  # 4 tiles: threads split tiles, not rows
         for threads in (1, 2):
             torch.testing.assert_close(
                 cpu.linear(fmt, x, threads=threads), _reference(weight, mask, x), rtol=1e-4, atol=1e-4
             )
-    for n, m in [(2, 4), (1, 4), (4, 8), (2, 8)]:
-        weight, mask = random_layer(21, 328, kind="nm", n=n, m=m)
+    for n, m in [(2, 4), (1, 4), (4, 8), (2, 8), (1, 16)]:
+        weight, mask = random_layer(21, 2176, kind="nm", n=n, m=m)
         for batch in (8, 64):
             _check(F.NMPacked.from_dense(weight, mask, n=n, m=m), weight, mask, batch)
 
@@ -90,7 +102,11 @@ def test_spmm_column_blocks_and_long_rows_match_reference(monkeypatch, panel_byt
 def test_bias_is_fused_and_checked():
     weight, mask = random_layer(37, 45, sparsity=0.6)
     bias = torch.randn(37)
-    plans = {name: cpu.Plan(F.CSR.from_dense(weight, mask), name) for name in BACKENDS}
+    plans = {
+        name: cpu.Plan(F.CSR.from_dense(weight, mask), name)
+        for name in cpu.BACKENDS
+        if name != "cpp" or ops.available()
+    }
     for batch in (1, 3, 16, 17, 64, 100):
         x = torch.randn(batch, 45)
         ref = _reference(weight, mask, x) + bias
@@ -100,21 +116,6 @@ def test_bias_is_fused_and_checked():
             torch.testing.assert_close(y, ref, rtol=1e-4, atol=1e-4, msg=lambda m, n=name: f"{n}: {m}")
     with pytest.raises(ValueError, match=r"bias must be a float32 CPU tensor of shape \(37,\)"):
         plans["torch"](torch.randn(2, 45), bias=torch.randn(36))
-
-
-def test_spmm_block_cols_align_to_chunks_groups_and_index_words():
-    weight, mask = random_layer(4, 256, kind="nm", n=1, m=16)  # 4-bit positions: 8 per word, 128 columns
-    nm = F.NMPacked.from_dense(weight, mask, n=1, m=16)
-    csr = F.CSR.from_dense(weight, mask)
-    assert cpu.spmm_block_cols(64, csr) == 1024
-    assert cpu.spmm_block_cols(16, csr) == 4096
-    assert cpu.spmm_block_cols(64, nm) % 128 == 0
-    bptr = cpu.block_ptr(csr, 64)
-    assert bptr.shape == (4, 5)
-    assert (bptr[:, 0] == csr.row_ptr[:-1].numpy()).all() and (bptr[:, -1] == csr.row_ptr[1:].numpy()).all()
-    torch.testing.assert_close(
-        torch.from_numpy(cpu.block_ptr(F.Bitmask.from_dense(weight, mask), 64)), torch.from_numpy(bptr)
-    )
 
 
 @pytest.mark.parametrize(("bh", "bw"), [(4, 16), (2, 3), (1, 1)])
@@ -139,27 +140,37 @@ def test_leading_dims_and_empty_batch():
     fmt = F.Bitmask.from_dense(weight, mask)
     x = torch.randn(2, 3, 20)
     torch.testing.assert_close(cpu.linear(fmt, x), _reference(weight, mask, x), rtol=1e-4, atol=1e-4)
-    assert cpu.linear(fmt, torch.randn(0, 20)).shape == (0, 12)
+    assert cpu.linear(fmt, torch.randn(0, 20)).shape == (0, 12)  # like nn.Linear: empty in, empty out
+    xt = torch.randn(20, 5).t()  # not contiguous: copied, as nn.Linear would accept it
+    torch.testing.assert_close(cpu.linear(fmt, xt), _reference(weight, mask, xt), rtol=1e-4, atol=1e-4)
 
 
-def test_fallback_equals_fast_path_when_numba_is_missing(monkeypatch):
+def test_fallback_equals_fast_path_without_the_extension(monkeypatch):
     weight, mask = random_layer(40, 48, kind="nm")
     fmt = F.NMPacked.from_dense(weight, mask)
     x = torch.randn(5, 48)
     fast = cpu.linear(fmt, x)
-    monkeypatch.setattr(cpu, "has_numba", lambda: False)
-    monkeypatch.setattr(cpu, "has_avx512", lambda: False)
+    monkeypatch.setattr(ops, "available", lambda: False)
+    monkeypatch.setattr(ops, "unavailable_reason", lambda: "sparsetorch._C is not built (test)")
+    monkeypatch.setattr(ops, "warn_unavailable", lambda: None)
     assert cpu.default_backend() == "torch"
-    torch.testing.assert_close(cpu.linear(fmt, x), fast, rtol=1e-4, atol=1e-4)
-    with pytest.raises(ValueError, match="not available"), cpu.use_backend("numba"):
+    torch.testing.assert_close(cpu.linear(fmt, x, backend_name="torch"), fast, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match=r"not available.*not built"), cpu.use_backend("cpp"):
         pass
 
 
 def test_env_var_forces_backend(monkeypatch):
     monkeypatch.setenv("SPARSETORCH_KERNELS", "torch")
-    assert cpu.backend() == "torch"
+    cpu.reset_default()
+    try:
+        assert cpu.backend() == "torch"
+    finally:
+        cpu.reset_default()
     monkeypatch.setenv("SPARSETORCH_KERNELS", "gpu")
     with pytest.raises(ValueError, match="SPARSETORCH_KERNELS"):
+        cpu.default_backend()
+    monkeypatch.setenv("SPARSETORCH_KERNELS", "numba")  # an earlier version's backend: say what replaced it
+    with pytest.raises(ValueError, match="replaced by the C\\+\\+ operators"):
         cpu.default_backend()
 
 
@@ -171,7 +182,9 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="features"):
         cpu.linear(fmt, torch.randn(2, 15))
     with pytest.raises(ValueError, match="CPU"):
-        cpu.linear(fmt, torch.empty(2, 16, device="meta"))
+        cpu.linear(fmt, torch.empty(2, 16, device="meta"), backend_name="torch")
+    if ops.available():  # the operators infer shapes on meta tensors, as torch's own ops do
+        assert cpu.linear(fmt, torch.empty(2, 16, device="meta")).shape == (2, 8)
     with pytest.raises(TypeError, match="Tensor"):
         cpu.linear(fmt, [[0.0] * 16])
     with pytest.raises(ValueError, match="unknown kernel backend"), cpu.use_backend("cuda"):

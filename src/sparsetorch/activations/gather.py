@@ -19,10 +19,10 @@ reaches ~60% of the bandwidth here). The same product serves a first layer whose
 - `SparseFFN`: fc1 -> activation -> fc2, with fc1 dense (its input is dense) and fused with the
   ReLU / threshold on the numba path, and fc2 gathered.
 
-Backends (`sparsetorch.kernels.cpu.backend()`, forced with `use_backend` or `SPARSETORCH_KERNELS`):
-"avx512" and "numba" run the numba kernels of `sparsetorch.kernels.gather` (portable vector IR, no
-x86-only instruction); "torch" (no numba installed, or forced) uses `index_select` + `mv` / `mm`, as
-do inputs that are not float32 CPU tensors. A product that needs a gradient is computed densely on
+Backends: with numba installed and `sparsetorch.kernels.cpu.backend()` not "torch" (forced with
+`use_backend` or `SPARSETORCH_KERNELS`), the numba kernels of `sparsetorch.kernels.gather` run
+(portable vector IR, no x86-only instruction); otherwise `index_select` + `mv` / `mm`, as for
+inputs that are not float32 CPU tensors. A product that needs a gradient is computed densely on
 the same h (the gathered product is forward-only: it would report d y / d h_j = 0 where h_j = 0).
 Every path computes the dense product on the same active set; they differ only in float summation
 order.
@@ -69,7 +69,7 @@ def _needs_grad(*tensors: Tensor | None) -> bool:
 
 def _numba_ok(*tensors: Tensor | None) -> bool:
     """The numba kernels apply: backend not torch, float32 CPU tensors (gradients checked by callers)."""
-    if cpu.backend() == "torch":
+    if cpu.backend() == "torch" or not cpu.has_numba():
         return False
     return all(t is None or (t.dtype is torch.float32 and t.is_cpu) for t in tensors)
 
@@ -182,7 +182,7 @@ def _gather(
         y = h2 @ weight_t if bias is None else torch.addmm(bias, h2, weight_t)
     else:
         wb = (views or _Views()).get(weight_t, bias)
-        if wb is not None and h2.dtype is torch.float32 and h2.is_cpu and cpu.backend() != "torch":
+        if wb is not None and h2.dtype is torch.float32 and h2.is_cpu and _numba_ok():
             kern = _kernel("gather_matmul")
             y = torch.from_numpy(
                 kern(h2.contiguous().numpy(), wb[0], out, wb[1], _threads(threads), PARALLEL_MIN_FLOATS)

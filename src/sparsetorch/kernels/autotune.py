@@ -8,7 +8,7 @@ batch 1 and 2x slower at batch 64). So `compile` times each candidate format aga
 Each candidate is timed at every batch size the model will run at (rows of the 2-D input), not
 at a stand-in for its range: LeNet's layers at 32 rows had been timed at 64. Results are cached as
 JSON in `sparsetorch.data.cache_dir() / "autotune" / "<cpu>.json"`, one entry per key
-`shape | batch rows | sparsity bucket | pattern | threads | backend | version`, so the same layer
+`shape | batch rows | sparsity bucket | pattern | threads | backend (with the kernel table) | version`, so the same layer
 shape is measured once per machine. A corrupt cache file is ignored (and
 rewritten), never an error.
 """
@@ -27,12 +27,12 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sparsetorch._io import atomic_path
-from sparsetorch.kernels import cpu
+from sparsetorch.kernels import cpu, ops
 from sparsetorch.kernels.formats import Format
-from sparsetorch.kernels.timing import time_alternating
+from sparsetorch.kernels.timing import time_alternating, time_interleaved
 from sparsetorch.kernels.validate import build
 
-KERNEL_VERSION = "3"  # bump when kernels or the way they are timed change enough to invalidate measurements
+KERNEL_VERSION = "4"  # bump when kernels or the way they are timed change enough to invalidate measurements
 MARGIN = 1.05  # a sparse format must beat dense by 5 % at every batch size (timing noise)
 
 
@@ -110,7 +110,7 @@ def measure(
 ) -> dict[str, float]:
     """ms per call of dense `F.linear` and of each built candidate at one batch size, as each costs
     a model with torch ops before and after the layer (`timing.time_alternating`): a candidate is
-    charged for switching from torch's threads to numba's and for the torch op after it. (Timed one
+    charged for what it does to the torch op after it (caches, the thread pool's state). (Timed one
     after the other, dense, first, paid the process's warm-up.)"""
     x = torch.randn(batch, weight.shape[1], generator=torch.Generator().manual_seed(0))
     fns = {"dense": lambda: F.linear(x, weight)}
@@ -141,6 +141,8 @@ def choose(
     `MARGIN` at every one of them; dense if none does. Measurements are cached per batch size."""
     threads = threads or torch.get_num_threads()
     backend = cpu.backend()
+    if backend == "cpp":  # the kernel table too: AVX-512 and portable kernels differ by up to 20x
+        backend = f"cpp-{ops.isa()}"
     shape = (int(weight.shape[0]), int(weight.shape[1]))
     sparsity = 1.0 - float(mask.float().mean()) if mask.numel() else 0.0
     sizes = sorted({int(b) for b in batches})
@@ -176,3 +178,63 @@ def choose(
         if score > best_score:
             best, best_score = cand, score
     return Choice(candidate=best, ms=ms, cached=cached)
+
+
+@dataclass
+class ModelCheck:
+    """The whole-model check of `compile(..., example_inputs=...)`: ms of the model as compiled and
+    with every sparse layer dense, and the layers turned back to dense to get there."""
+
+    sparse_ms: float
+    dense_ms: float
+    reverted: list[str] = field(default_factory=list)
+
+    @property
+    def speedup(self) -> float:
+        return self.dense_ms / self.sparse_ms
+
+
+def check_model(
+    model: torch.nn.Module,
+    dense_model: torch.nn.Module,
+    layers: dict[str, tuple[torch.nn.Module, torch.nn.Module]],
+    example_inputs: tuple,
+    *,
+    set_layer,
+    max_rounds: int = 8,
+) -> ModelCheck:
+    """Time the whole compiled `model` against `dense_model` (the same with every layer dense),
+    interleaved, and turn layers of `model` back to dense (the smallest measured per-layer speedup
+    first, in growing steps) until it beats dense by `MARGIN` or nothing sparse is left.
+
+    Why the whole model: a layer timed alone can win while the model loses (what it does to the
+    ops around it: caches, threads, fusion). `layers` maps a module FQN to its (sparse, dense)
+    modules; `set_layer(model, fqn, module)` swaps one in. Runs under `torch.no_grad()`.
+    """
+    order = sorted(
+        (n for n, (sp, _) in layers.items() if sp.format_name != "dense"), key=lambda n: _score(layers[n][0])
+    )
+    reverted: list[str] = []
+    with torch.no_grad():
+        for round_ in range(max_rounds + 1):
+            ms = time_interleaved(
+                {"dense": lambda: dense_model(*example_inputs), "sparse": lambda: model(*example_inputs)}
+            )
+            if ms["sparse"] * MARGIN <= ms["dense"] or len(reverted) == len(order) or round_ == max_rounds:
+                break
+            step = max(1, len(order) // max_rounds) * (round_ + 1)
+            for name in order[len(reverted) : len(reverted) + step]:
+                set_layer(model, name, layers[name][1])
+                reverted.append(name)
+        if ms["sparse"] * MARGIN > ms["dense"]:  # still not faster: dense everywhere
+            for name in order[len(reverted) :]:
+                set_layer(model, name, layers[name][1])
+                reverted.append(name)
+    return ModelCheck(sparse_ms=ms["sparse"], dense_ms=ms["dense"], reverted=reverted)
+
+
+def _score(layer: torch.nn.Module) -> float:
+    """A layer's measured geometric-mean speedup over dense (1 when not autotuned)."""
+    choice = getattr(layer, "autotune", None)
+    ratios = [r for b in (choice.ms if choice else {}) if (r := choice.speedup(b))]
+    return math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else 1.0

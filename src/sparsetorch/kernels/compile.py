@@ -16,6 +16,7 @@ re-exported here.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterable, Mapping
 
@@ -25,7 +26,7 @@ from torch import Tensor, nn
 from sparsetorch.kernels import autotune
 from sparsetorch.kernels.autotune import Candidate
 from sparsetorch.kernels.checkpoint import COMPILED_KEY, load_compiled, save_compiled
-from sparsetorch.kernels.formats import Format
+from sparsetorch.kernels.formats import Dense, Format
 from sparsetorch.kernels.module import SparseLinear, check_threads, guard_casts
 from sparsetorch.kernels.swap import format_for, set_submodule, sparse_layers
 from sparsetorch.kernels.validate import fits
@@ -107,6 +108,7 @@ def compile(
     threads: int | None = None,
     batch: int | Iterable[int] | None = None,
     use_cache: bool = True,
+    example_inputs: tuple | None = None,
 ) -> nn.Module:
     """Swap every masked `nn.Linear` of `model` for a `SparseLinear`, in place; returns `model`.
 
@@ -119,6 +121,11 @@ def compile(
             sparse format only if it beats dense at every one of them. Default (1, 64)
             on the CPU; on CUDA the largest given (default 4096) is timed.
         use_cache: read and write the autotune cache (`autotune.cache_path()`).
+        example_inputs: positional inputs of `model` (a tuple). When given, the whole model is
+            timed after the per-layer choice against the same model with every layer dense, and
+            layers go back to dense (weakest first) until the model is faster than dense
+            (`autotune.check_model`; the outcome is `model.sparsetorch_check`). One layer timed
+            alone can win while the model loses.
 
     Raises:
         ValueError: a requested format that does not fit a layer's mask, or a layer not on the CPU;
@@ -148,10 +155,33 @@ def compile(
             spec = format_for(formats, fqn)
             tune = {"batches": batches, "threads": threads, "use_cache": use_cache}
             plan.append((fqn.rpartition(".")[0], _sparse(fqn, module, mask, patterns.get(fqn), spec, **tune)))
+    dense_layers = {}
+    if example_inputs is not None:
+        if not isinstance(example_inputs, tuple):
+            raise TypeError(
+                f"example_inputs must be a tuple of the model's inputs, got {type(example_inputs).__name__}"
+            )
+        dense_layers = {fqn: _dense_twin(sp) for fqn, sp in plan}
     for module_fqn, sparse in plan:
         set_submodule(model, module_fqn, sparse)
     guard_casts(model)
+    if example_inputs is not None:
+        dense_model = copy.deepcopy(model)
+        for fqn, twin in dense_layers.items():
+            set_submodule(dense_model, fqn, twin)
+        layers = {fqn: (sp, dense_layers[fqn]) for fqn, sp in plan}
+        model.sparsetorch_check = autotune.check_model(
+            model, dense_model, layers, example_inputs, set_layer=set_submodule
+        )
     return model
+
+
+def _dense_twin(sparse: SparseLinear) -> SparseLinear:
+    """The layer kept dense (format `dense`, `F.linear` on the masked weight), sharing nothing."""
+    fmt = sparse.fmt
+    twin = SparseLinear(Dense.from_dense(fmt.to_dense(), fmt.mask()), sparse.bias, pattern=sparse.pattern)
+    twin.autotune = getattr(sparse, "autotune", None)
+    return twin
 
 
 def _sparse(

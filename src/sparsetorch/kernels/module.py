@@ -3,11 +3,17 @@
 Why a module and not a patched `F.linear`: the compact tensors must live in `state_dict` (for
 compact checkpoints) and `decompile` must be able to rebuild the exact masked Linear.
 
-Training fallback (documented): the forward pass runs the sparse kernel; the backward pass is
-dense and masked. `dL/dx = dL/dy @ W` with `W = to_dense()`, and `dL/dvalues = (dL/dy^T @ x)` read
-at the stored positions, so a step updates only the kept weights, exactly as the masked dense
-layer would (its gradient is zero where the mask is off). The structure never changes during
-training; to grow or prune connections, `decompile`, train the masked model, and `compile` again.
+Execution: with the C++ operators (`cpu.backend() == "cpp"`) the forward is one call of
+`torch.ops.sparsetorch.<format>_linear` with the layer's own tensors, bias included; autograd is
+the operator's (registered in C++), so the same call trains. `torch.compile` traces that call as
+an opaque custom op and fuses what lies around it.
+
+Training (documented): the forward pass runs the sparse kernel; the backward pass is dense and
+masked. `dL/dx = dL/dy @ W` with `W = to_dense()`, and `dL/dvalues = (dL/dy^T @ x)` read at the
+stored positions, so a step updates only the kept weights, exactly as the masked dense layer
+would (its gradient is zero where the mask is off). The structure never changes during training;
+to grow or prune connections, `decompile`, train the masked model, and `compile` again. Editing
+an index tensor in place (the structure) after the layer was built is refused at the next call.
 """
 
 from __future__ import annotations
@@ -23,6 +29,13 @@ from sparsetorch.kernels import cpu
 from sparsetorch.kernels.formats import Dense, Format, NMPacked
 
 _VALUE_FIELD = {"dense": "weight"}  # the trainable tensor of each format (default: "values")
+# the two index tensors each operator takes (their in-place edit is refused)
+_INDEX_FIELDS = {
+    "bitmask": ("bits", "row_ptr"),
+    "csr": ("cols", "row_ptr"),
+    "nm": ("index", "pad"),
+    "block": ("block_cols", "row_ptr"),
+}
 
 
 def _value_field(fmt: Format) -> str:
@@ -101,6 +114,9 @@ class SparseLinear(nn.Module):
         self._positions: Tensor | None = None
         self._fmt: Format | None = None
         self._plans: dict[str, cpu.Plan] = {}
+        self._fast = None  # (backend, eager forward) cached by `forward`
+        cpu.backend()  # resolve (and load the operators) now, not first inside a torch.compile trace
+        self._versions = self._index_versions()  # the structure as built (checked at each eager call)
 
     @property
     def fmt(self) -> Format:
@@ -118,7 +134,7 @@ class SparseLinear(nn.Module):
         return plan
 
     def _reset(self) -> None:
-        self._fmt, self._plans, self._positions = None, {}, None
+        self._fmt, self._plans, self._positions, self._fast = None, {}, None, None
 
     def positions(self) -> Tensor:
         """Flat `row * in + col` of each stored value (cached: the structure never changes)."""
@@ -132,6 +148,58 @@ class SparseLinear(nn.Module):
         return self.fmt.nbytes
 
     def forward(self, x: Tensor) -> Tensor:
+        if torch.compiler.is_compiling() and self.format_name != "dense" and cpu.backend() == "cpp":
+            return self._op(x.contiguous(), self.bias)  # traced: the module's own tensors as graph inputs
+        fast = self.__dict__.get("_fast")
+        name = cpu.backend()
+        if fast is None or fast[0] != name:
+            fast = self._fast = (name, self._make_call(name))
+        return fast[1](x)
+
+    def _make_call(self, name: str):
+        """The eager forward on backend `name`, with the layer's tensors bound (rebuilt after `_reset`)."""
+        if self.format_name != "dense" and name == "cpp":
+            op = cpu.op_call(self._live_format())
+            i0, i1 = (getattr(self, f) for f in _INDEX_FIELDS[self.format_name])
+            versions = self._versions
+            bias, threads = self.bias, self.threads
+
+            def call(x: Tensor) -> Tensor:
+                if (i0._version, i1._version) != versions:
+                    raise RuntimeError(
+                        f"SparseLinear({self.format_name}): its index tensors were edited in place after the "
+                        "layer was built, so they no longer match its values; decompile and compile again "
+                        "(or load a checkpoint through sparsetorch.kernels.load_compiled)"
+                    )
+                if not isinstance(x, Tensor):
+                    raise TypeError(f"sparse linear expects a torch.Tensor, got {type(x).__name__}")
+                if threads is None:
+                    return op(x.contiguous(), bias)
+                with cpu.num_threads(threads):
+                    return op(x.contiguous(), bias)
+
+            return call
+        return self._torch_forward
+
+    def _op(self, x: Tensor, bias: Tensor | None) -> Tensor:
+        """The C++ operator with the module's registered tensors (what torch.compile traces)."""
+        ops = torch.ops.sparsetorch
+        if self.format_name == "bitmask":
+            return ops.bitmask_linear.default(x, self.bits, self.values, self.row_ptr, bias, self.in_features)
+        if self.format_name == "csr":
+            return ops.csr_linear.default(x, self.cols, self.values, self.row_ptr, bias, self.in_features)
+        if self.format_name == "nm":
+            return ops.nm_linear.default(
+                x, self.values, self.index, self.pad, bias, self.meta["n"], self.meta["m"]
+            )
+        return ops.block_linear.default(x, self.values, self.block_cols, self.row_ptr, bias, self.in_features)
+
+    def _live_format(self) -> Format:
+        """The format over the module's tensors, parameters kept (so the operator's autograd sees them)."""
+        return from_tensors_unchecked(self.meta, {k: getattr(self, k) for k in self._fields}, detach=False)
+
+    def _torch_forward(self, x: Tensor) -> Tensor:
+        """The pure-torch path (no C++ operators, or a layer kept dense)."""
         values = self.weight if self.format_name == "dense" else self.values
         if torch.is_grad_enabled() and (values.requires_grad or x.requires_grad):
             y = _SparseLinearFn.apply(x, values, self)
@@ -157,15 +225,38 @@ class SparseLinear(nn.Module):
     def _apply(self, fn, recurse=True):
         refuse_cast(fn)  # only float32 CPU: refuse a move or cast instead of failing in the kernel
         self._reset()
-        return super()._apply(fn, recurse)
+        result = super()._apply(fn, recurse)
+        self._versions = self._index_versions()
+        return result
 
-    def _load_from_state_dict(self, *args, **kwargs):
+    def __getstate__(self) -> dict:
+        # copies and pickles drop the caches: a bound call would still point at this layer's tensors
+        return {**self.__dict__, "_fmt": None, "_plans": {}, "_positions": None, "_fast": None}
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._versions = self._index_versions()  # the copy's own tensors
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Validate the structure that would result before anything is copied: a kernel trusts its
+        # index tensors, and a half-loaded layer is worse than a refused load.
+        from sparsetorch.kernels.validate import from_tensors
+
+        merged = {k: state_dict.get(prefix + k, getattr(self, k)).detach() for k in self._fields}
+        from_tensors(self.meta, {k: v.contiguous() for k, v in merged.items()})
         self._reset()
-        return super()._load_from_state_dict(*args, **kwargs)
+        result = super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._versions = self._index_versions()
+        return result
+
+    def _index_versions(self) -> tuple[int, ...]:
+        """In-place version counters of the index tensors (the structure); the values may change."""
+        return tuple(getattr(self, f)._version for f in _INDEX_FIELDS.get(self.format_name, ()))
 
 
-def from_tensors_unchecked(meta: dict, tensors: dict[str, Tensor]) -> Format:
-    """Rebuild a format without validation (the module's own tensors are trusted)."""
+def from_tensors_unchecked(meta: dict, tensors: dict[str, Tensor], *, detach: bool = True) -> Format:
+    """Rebuild a format without validation (the module's own tensors are trusted); `detach=False`
+    keeps parameters as they are (for the C++ operators, whose autograd then reaches them)."""
     from sparsetorch.kernels.formats import FORMATS
 
     cls = FORMATS[meta["format"]]
@@ -175,7 +266,7 @@ def from_tensors_unchecked(meta: dict, tensors: dict[str, Tensor]) -> Format:
             kwargs["shape"] = tuple(meta["shape"])
         elif f.name in tensors:
             t = tensors[f.name]
-            kwargs[f.name] = t.detach() if isinstance(t, nn.Parameter) else t
+            kwargs[f.name] = t.detach() if detach and isinstance(t, nn.Parameter) else t
         else:
             kwargs[f.name] = meta[f.name]
     return cls(**kwargs)

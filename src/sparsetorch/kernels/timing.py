@@ -7,9 +7,10 @@ dense was timed first and took 27 us against 19 us in later runs of the same 300
 made a sparse format look 1.45x faster where it was 1.02x. `time_interleaved` runs every candidate
 in rounds, so drift and warm-up hit all of them alike, and drops the first call of each block: it
 times a kernel by itself. `time_alternating` times what a layer costs a model, where torch ops run
-before and after it: a numba kernel started while torch's OpenMP threads still spin pays for it,
-and so does the torch op started next, while numba's spin. LeNet's 784->300 2:4 layer at batch 1
-was 1.22x faster than dense by itself and 0.92x by `time_alternating` (in-model cost).
+before and after it: whatever a kernel leaves behind (caches, a thread pool still spinning) is
+charged to it. With the numba kernels of earlier versions (a second OpenMP pool), LeNet's 784->300
+2:4 layer at batch 1 was 1.22x faster than dense by itself and 0.92x in a model; the C++ operators
+share torch's pool.
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def time_interleaved(
 
     A value is a function or `(function, evict)`; `evict` runs (untimed) before each call. The
     first call of each block is not counted: it pays for the previous candidate's thread pool
-    still spinning (torch's OpenMP and numba's each keep one; on 2 cores a numba kernel right after
-    a 2-thread `F.linear` ran up to 1.5x slower). `budget_s` is per candidate; `min_reps` and
+    still spinning (a library with its own OpenMP runtime keeps its own; on 2 cores the numba
+    kernels of earlier versions ran up to 1.5x slower right after a 2-thread `F.linear`). `budget_s` is per candidate; `min_reps` and
     `max_reps` count the timed calls of each.
     """
     if block < 2:
@@ -102,8 +103,8 @@ def time_alternating(
     Rounds call `base, base, a, base, b, base, ...`, every call counted. `base` is timed after
     itself (as in a dense model). A candidate is timed right after `base`, plus what it adds to the
     `base` call that follows it: median(a after base) + median(base after a) - median(base after
-    base). So a numba kernel is charged for starting while torch's OpenMP threads still spin and
-    for the torch op that then starts while numba's do; `time_interleaved` leaves both out.
+    base). So a kernel is charged for what it does to the torch op after it (and for starting
+    while another pool still spins); `time_interleaved` leaves both out.
     `budget_s` is per function.
     """
     if base not in fns:
