@@ -80,23 +80,9 @@ class Row:
     isa: str = ""  # for ours: the kernel table it ran with
 
 
-def supported_isas() -> list[str]:
-    """The kernel tables this CPU runs (`ops.ISAS` order), [] without the C++ operators."""
-    if not ops.available():
-        return []
-    out = []
-    for name in ops.ISAS:
-        try:
-            with ops.use_isa(name):
-                out.append(name)
-        except ValueError:  # a table this CPU (or ATEN_CPU_CAPABILITY) rules out
-            pass
-    return out
-
-
 def resolve_isas(isa: str, compare: str) -> tuple[str, list[str]]:
     """(the main kernel table, the others to compare with it) from `--isa` and `--compare`."""
-    here = supported_isas()
+    here = ops.supported_isas()
     if not here:
         print(f"WARNING: {ops.unavailable_reason()}; ours runs on pure torch", file=sys.stderr)
         return "torch", []
@@ -452,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     args.isa, args.others = resolve_isas(args.isa, args.compare)
     print(
         f"torch {torch.__version__}, backend {cpu.backend()}, kernel table {args.isa} "
-        f"(compared with: {', '.join(args.others) or 'none'}; this CPU runs {', '.join(supported_isas()) or 'none'}), "
+        f"(compared with: {', '.join(args.others) or 'none'}; this CPU runs {', '.join(ops.supported_isas()) or 'none'}), "
         f"cpu {cpu.cpu_name()}, {platform.machine()}, {os.cpu_count()} cpus"
     )
     bw = {t: read_bandwidth(t) for t in threads} if shapes else {}

@@ -83,19 +83,3 @@ def same_state(a: dict, b: dict) -> bool:
         and a["state"].keys() == b["state"].keys()
         and all(torch.equal(a["state"][k], b["state"][k]) for k in a["state"])
     )
-
-
-def available_isas() -> list[str]:
-    """The C++ kernel tables this CPU runs ('generic' always; none without the extension)."""
-    from sparsetorch.kernels import ops
-
-    if not ops.available():
-        return []
-    found = []
-    for isa in ops.ISAS:
-        try:
-            with ops.use_isa(isa):
-                found.append(isa)
-        except (ValueError, RuntimeError):
-            pass
-    return found

@@ -11,11 +11,11 @@ from hypothesis import strategies as st
 
 from sparsetorch.kernels import cpu, ops
 from sparsetorch.kernels import formats as F
-from tests.kernels.kernels_testutil import available_isas, random_layer
+from tests.kernels.kernels_testutil import random_layer
 
 BATCHES = [1, 2, 3, 8, 17, 64, 100]
 # (backend, kernel table): the torch fallback, and the C++ operators on every table this CPU runs
-ENGINES = [("torch", None)] + [("cpp", isa) for isa in available_isas()]
+ENGINES = [("torch", None)] + [("cpp", isa) for isa in ops.supported_isas()]
 
 
 def _engine(backend: str, isa: str | None):

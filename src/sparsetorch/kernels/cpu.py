@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sparsetorch.kernels import ops
-from sparsetorch.kernels.formats import CSR, Dense, Format
+from sparsetorch.kernels.formats import CSR, Bitmask, BlockSparse, Dense, Format, NMPacked
 
 BACKENDS = ("cpp", "torch")
 _RETIRED = {"avx512", "numba"}  # backends of earlier versions, named in the error
@@ -192,30 +192,28 @@ class Plan:
             return self.op(x.contiguous(), bias)
 
 
+def op_args(fmt: Format) -> tuple[Callable[..., Tensor], tuple, tuple]:
+    """`(operator, head, tail)` of `fmt`: the product is `operator(x, *head, bias, *tail)`.
+
+    Every operator takes `(x, three tensors, bias, integers)`; the module binds these once.
+    """
+    o = torch.ops.sparsetorch
+    inp = fmt.shape[1]
+    if isinstance(fmt, Bitmask):
+        return o.bitmask_linear.default, (fmt.bits, fmt.values, fmt.row_ptr), (inp,)
+    if isinstance(fmt, CSR):
+        return o.csr_linear.default, (fmt.cols, fmt.values, fmt.row_ptr), (inp,)
+    if isinstance(fmt, NMPacked):
+        return o.nm_linear.default, (fmt.values, fmt.index, fmt.pad), (fmt.n, fmt.m)
+    if isinstance(fmt, BlockSparse):
+        return o.block_linear.default, (fmt.values, fmt.block_cols, fmt.row_ptr), (inp,)
+    raise TypeError(f"no kernel for format {type(fmt).__name__}")
+
+
 def op_call(fmt: Format) -> Callable[[Tensor, Tensor | None], Tensor]:
     """`(x, bias) -> y` through the C++ operator of `fmt`, its tensors bound."""
-    o = torch.ops.sparsetorch
-    name = fmt.name
-    if name == "bitmask":
-        op, bits, values, row_ptr, inp = (
-            o.bitmask_linear.default,
-            fmt.bits,
-            fmt.values,
-            fmt.row_ptr,
-            fmt.shape[1],
-        )
-        return lambda x, bias: op(x, bits, values, row_ptr, bias, inp)
-    if name == "csr":
-        op, cols, values, row_ptr, inp = o.csr_linear.default, fmt.cols, fmt.values, fmt.row_ptr, fmt.shape[1]
-        return lambda x, bias: op(x, cols, values, row_ptr, bias, inp)
-    if name == "nm":
-        op, values, index, pad, n, m = o.nm_linear.default, fmt.values, fmt.index, fmt.pad, fmt.n, fmt.m
-        return lambda x, bias: op(x, values, index, pad, bias, n, m)
-    if name == "block":
-        op, values, block_cols, row_ptr = o.block_linear.default, fmt.values, fmt.block_cols, fmt.row_ptr
-        inp = fmt.shape[1]
-        return lambda x, bias: op(x, values, block_cols, row_ptr, bias, inp)
-    raise TypeError(f"no kernel for format {type(fmt).__name__}")
+    op, (a, b, c), tail = op_args(fmt)
+    return lambda x, bias: op(x, a, b, c, bias, *tail)
 
 
 @contextlib.contextmanager

@@ -159,7 +159,7 @@ class SparseLinear(nn.Module):
     def _make_call(self, name: str):
         """The eager forward on backend `name`, with the layer's tensors bound (rebuilt after `_reset`)."""
         if self.format_name != "dense" and name == "cpp":
-            op = cpu.op_call(self._live_format())
+            op, (a, b, c), tail = cpu.op_args(self._live_format())
             i0, i1 = (getattr(self, f) for f in _INDEX_FIELDS[self.format_name])
             versions = self._versions
             bias, threads = self.bias, self.threads
@@ -171,12 +171,14 @@ class SparseLinear(nn.Module):
                         "layer was built, so they no longer match its values; decompile and compile again "
                         "(or load a checkpoint through sparsetorch.kernels.load_compiled)"
                     )
-                if not isinstance(x, Tensor):
-                    raise TypeError(f"sparse linear expects a torch.Tensor, got {type(x).__name__}")
+                try:
+                    x = x.contiguous()  # as nn.Linear accepts any strides
+                except AttributeError:
+                    raise TypeError(f"sparse linear expects a torch.Tensor, got {type(x).__name__}") from None
                 if threads is None:
-                    return op(x.contiguous(), bias)
+                    return op(x, a, b, c, bias, *tail)
                 with cpu.num_threads(threads):
-                    return op(x.contiguous(), bias)
+                    return op(x, a, b, c, bias, *tail)
 
             return call
         return self._torch_forward

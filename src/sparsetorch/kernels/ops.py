@@ -91,6 +91,21 @@ def isa() -> str:
     return torch.ops.sparsetorch.isa()
 
 
+def supported_isas() -> list[str]:
+    """The kernel tables this CPU runs, in `ISAS` order ([] without the operators); `ATEN_CPU_CAPABILITY`
+    does not restrict `use_isa`, only the default choice."""
+    if not available():
+        return []
+    out = []
+    for name in ISAS:
+        try:
+            with use_isa(name):
+                out.append(name)
+        except ValueError:  # a table this CPU cannot run
+            pass
+    return out
+
+
 @contextlib.contextmanager
 def use_isa(name: str) -> Iterator[None]:
     """Run the enclosed products with kernel table `name` ('generic', 'avx2', 'avx512' or 'best').
