@@ -181,6 +181,19 @@ class SparseLinear(nn.Module):
                     return op(x, a, b, c, bias, *tail)
 
             return call
+        if self.format_name == "dense":  # kept dense: F.linear unless a (masked) gradient is needed
+            weight, bias, slow = self.weight, self.bias, self._torch_forward
+
+            def dense_call(x: Tensor) -> Tensor:
+                if torch.is_grad_enabled() and (weight.requires_grad or getattr(x, "requires_grad", False)):
+                    return slow(x)
+                try:
+                    return F.linear(x, weight, bias)
+                except (RuntimeError, TypeError):
+                    cpu.check_input(self.fmt, x)  # our clearer message, where we have one
+                    raise
+
+            return dense_call
         return self._torch_forward
 
     def _op(self, x: Tensor, bias: Tensor | None) -> Tensor:
