@@ -3,7 +3,7 @@
 Everything else lives in pyproject.toml. The extension compiles against the torch of the build
 environment, so install with `pip install --no-build-isolation -e .` after torch (the Makefile
 does). Without torch at build time, without a C++ compiler, or with SPARSETORCH_NO_CPP=1, the
-package installs without it and the kernels fall back to numba or pure torch, saying why.
+package installs without it and the kernels fall back to pure torch, saying why.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 from setuptools import setup
 
 CSRC = Path("src/sparsetorch/kernels/csrc")
-NOTE = "sparsetorch: C++ kernels not built ({}); sparse layers will use the numba or pure-torch kernels"
+NOTE = "sparsetorch: C++ kernels not built ({}); sparse layers will use the pure-torch fallback (correct, slow)"
 
 
 def _say(reason: str) -> None:

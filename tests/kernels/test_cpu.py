@@ -196,3 +196,26 @@ def test_bad_inputs_raise_clear_errors():
 def test_cpu_detection_reports_something():
     assert isinstance(cpu.cpu_name(), str) and cpu.cpu_name()
     assert cpu.default_backend() in cpu.BACKENDS
+
+
+def test_a_process_without_the_extension_warns_once_and_runs_on_torch():
+    """No `sparsetorch._C` (no compiler at install time): a clear warning, then correct pure-torch layers."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, warnings; sys.modules['sparsetorch._C'] = None\n"
+        "import torch, sparsetorch as st\n"
+        "from sparsetorch.kernels import compile, cpu, ops\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    assert cpu.backend() == 'torch' and not ops.available()\n"
+        "assert any('pure-torch fallback' in str(x.message) and 'not built' in str(x.message) for x in w), w\n"
+        "m = st.create_model('lenet-300-100', seed=0); st.prune(m, 'magnitude', sparsity=0.9)\n"
+        "x = torch.randn(3, 1, 28, 28); ref = m(x)\n"
+        "compile(m, formats='csr', use_cache=False)\n"
+        "torch.testing.assert_close(m(x), ref, rtol=1e-4, atol=1e-4)\n"
+        "print('ok')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-3000:]

@@ -185,13 +185,14 @@ class SparseLinear(nn.Module):
             weight, bias, slow = self.weight, self.bias, self._torch_forward
 
             def dense_call(x: Tensor) -> Tensor:
-                if torch.is_grad_enabled() and (weight.requires_grad or getattr(x, "requires_grad", False)):
-                    return slow(x)
-                try:
-                    return F.linear(x, weight, bias)
-                except (RuntimeError, TypeError):
-                    cpu.check_input(self.fmt, x)  # our clearer message, where we have one
-                    raise
+                if not torch.is_grad_enabled() or not (
+                    weight.requires_grad or getattr(x, "requires_grad", False)
+                ):
+                    try:
+                        return F.linear(x, weight, bias)
+                    except (RuntimeError, TypeError):
+                        pass  # the slow path raises again, with our clearer message where we have one
+                return slow(x)
 
             return dense_call
         return self._torch_forward
