@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sparsetorch.kernels import ops
-from sparsetorch.kernels.formats import CSR, Bitmask, BlockSparse, Dense, Format, NMPacked
+from sparsetorch.kernels.formats import CSR, Dense, Format
 
 BACKENDS = ("cpp", "torch")
 _RETIRED = {"avx512", "numba"}  # backends of earlier versions, named in the error
@@ -169,10 +169,8 @@ class Plan:
         self.fmt = fmt
         self.backend = backend_name
         self.out, self.inp = fmt.shape
-        self.kind = "torch" if isinstance(fmt, Dense) or backend_name == "torch" else "cpp"
-        self.op: Callable[[Tensor, Tensor | None], Tensor] | None = (
-            op_call(fmt) if self.kind == "cpp" else None
-        )
+        cpp = backend_name == "cpp" and not isinstance(fmt, Dense)
+        self.op: Callable[[Tensor, Tensor | None], Tensor] | None = op_call(fmt) if cpp else None
 
     def __call__(self, x: Tensor, *, threads: int | None = None, bias: Tensor | None = None) -> Tensor:
         """`x @ W.T (+ bias)`, x (..., in) float32 CPU -> (..., out)."""
@@ -192,27 +190,9 @@ class Plan:
             return self.op(x.contiguous(), bias)
 
 
-def op_args(fmt: Format) -> tuple[Callable[..., Tensor], tuple, tuple]:
-    """`(operator, head, tail)` of `fmt`: the product is `operator(x, *head, bias, *tail)`.
-
-    Every operator takes `(x, three tensors, bias, integers)`; the module binds these once.
-    """
-    o = torch.ops.sparsetorch
-    inp = fmt.shape[1]
-    if isinstance(fmt, Bitmask):
-        return o.bitmask_linear.default, (fmt.bits, fmt.values, fmt.row_ptr), (inp,)
-    if isinstance(fmt, CSR):
-        return o.csr_linear.default, (fmt.cols, fmt.values, fmt.row_ptr), (inp,)
-    if isinstance(fmt, NMPacked):
-        return o.nm_linear.default, (fmt.values, fmt.index, fmt.pad), (fmt.n, fmt.m)
-    if isinstance(fmt, BlockSparse):
-        return o.block_linear.default, (fmt.values, fmt.block_cols, fmt.row_ptr), (inp,)
-    raise TypeError(f"no kernel for format {type(fmt).__name__}")
-
-
 def op_call(fmt: Format) -> Callable[[Tensor, Tensor | None], Tensor]:
     """`(x, bias) -> y` through the C++ operator of `fmt`, its tensors bound."""
-    op, (a, b, c), tail = op_args(fmt)
+    op, (a, b, c), tail = ops.op_args(fmt)
     return lambda x, bias: op(x, a, b, c, bias, *tail)
 
 

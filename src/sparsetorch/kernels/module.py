@@ -25,17 +25,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sparsetorch._checks import check_int
-from sparsetorch.kernels import cpu
+from sparsetorch.kernels import cpu, ops
 from sparsetorch.kernels.formats import Dense, Format, NMPacked
 
 _VALUE_FIELD = {"dense": "weight"}  # the trainable tensor of each format (default: "values")
-# the two index tensors each operator takes (their in-place edit is refused)
-_INDEX_FIELDS = {
-    "bitmask": ("bits", "row_ptr"),
-    "csr": ("cols", "row_ptr"),
-    "nm": ("index", "pad"),
-    "block": ("block_cols", "row_ptr"),
-}
 
 
 def _value_field(fmt: Format) -> str:
@@ -159,8 +152,8 @@ class SparseLinear(nn.Module):
     def _make_call(self, name: str):
         """The eager forward on backend `name`, with the layer's tensors bound (rebuilt after `_reset`)."""
         if self.format_name != "dense" and name == "cpp":
-            op, (a, b, c), tail = cpu.op_args(self._live_format())
-            i0, i1 = (getattr(self, f) for f in _INDEX_FIELDS[self.format_name])
+            op, (a, b, c), tail = ops.op_args(self._live_format())
+            i0, i1 = (getattr(self, f) for f in ops.index_fields(self.format_name))
             versions = self._versions
             bias, threads = self.bias, self.threads
 
@@ -199,16 +192,10 @@ class SparseLinear(nn.Module):
 
     def _op(self, x: Tensor, bias: Tensor | None) -> Tensor:
         """The C++ operator with the module's registered tensors (what torch.compile traces)."""
-        ops = torch.ops.sparsetorch
-        if self.format_name == "bitmask":
-            return ops.bitmask_linear.default(x, self.bits, self.values, self.row_ptr, bias, self.in_features)
-        if self.format_name == "csr":
-            return ops.csr_linear.default(x, self.cols, self.values, self.row_ptr, bias, self.in_features)
-        if self.format_name == "nm":
-            return ops.nm_linear.default(
-                x, self.values, self.index, self.pad, bias, self.meta["n"], self.meta["m"]
-            )
-        return ops.block_linear.default(x, self.values, self.block_cols, self.row_ptr, bias, self.in_features)
+        name = self.format_name
+        op = getattr(torch.ops.sparsetorch, f"{name}_linear").default
+        head = tuple(getattr(self, f) for f in ops.OP_FIELDS[name])
+        return op(x, *head, bias, *ops.op_tail(name, self.in_features, self.meta))
 
     def _live_format(self) -> Format:
         """The format over the module's tensors, parameters kept (so the operator's autograd sees them)."""
@@ -267,7 +254,9 @@ class SparseLinear(nn.Module):
 
     def _index_versions(self) -> tuple[int, ...]:
         """In-place version counters of the index tensors (the structure); the values may change."""
-        return tuple(getattr(self, f)._version for f in _INDEX_FIELDS.get(self.format_name, ()))
+        if self.format_name not in ops.OP_FIELDS:  # a layer kept dense has no index tensors
+            return ()
+        return tuple(getattr(self, f)._version for f in ops.index_fields(self.format_name))
 
 
 def from_tensors_unchecked(meta: dict, tensors: dict[str, Tensor], *, detach: bool = True) -> Format:

@@ -28,12 +28,12 @@ import contextlib
 import functools
 import importlib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
 
-from sparsetorch.kernels.formats import CSR, Bitmask, BlockSparse, Format, NMPacked
+from sparsetorch.kernels.formats import Format
 
 ISAS = ("generic", "avx2", "avx512")
 _REBUILD = (
@@ -126,38 +126,51 @@ def _require() -> None:
         raise RuntimeError(unavailable_reason())
 
 
+# Each format's operator takes `(x, *OP_FIELDS[format], bias, *op_tail(...))`, in its schema's order.
+OP_FIELDS: dict[str, tuple[str, str, str]] = {
+    "bitmask": ("bits", "values", "row_ptr"),
+    "csr": ("cols", "values", "row_ptr"),
+    "nm": ("values", "index", "pad"),
+    "block": ("values", "block_cols", "row_ptr"),
+}
+
+
+def index_fields(name: str) -> tuple[str, str]:
+    """The two index tensors of format `name` (its structure; `positions` and edit checks use them)."""
+    i0, i1 = (f for f in OP_FIELDS[name] if f != "values")
+    return i0, i1
+
+
+def op_tail(name: str, in_features: int, meta: dict) -> tuple[int, ...]:
+    """The integer arguments after `bias`: `(n, m)` for N:M, else `(in_features,)`."""
+    return (meta["n"], meta["m"]) if name == "nm" else (in_features,)
+
+
+def op_args(fmt: Format) -> tuple[Callable[..., Tensor], tuple[Tensor, ...], tuple[int, ...]]:
+    """`(operator, head, tail)` of `fmt`: the product is `operator(x, *head, bias, *tail)`."""
+    _require()
+    if fmt.name not in OP_FIELDS:
+        raise TypeError(f"no C++ operator for format {type(fmt).__name__}")
+    op = getattr(torch.ops.sparsetorch, f"{fmt.name}_linear").default
+    return (
+        op,
+        tuple(getattr(fmt, f) for f in OP_FIELDS[fmt.name]),
+        op_tail(fmt.name, fmt.shape[1], fmt.meta()),
+    )
+
+
 def linear(fmt: Format, x: Tensor, bias: Tensor | None = None) -> Tensor:
     """`x @ W.T + bias` through the operator of `fmt`'s format (`Dense` is not a sparse format)."""
-    _require()
-    ops = torch.ops.sparsetorch
-    if isinstance(fmt, Bitmask):
-        return ops.bitmask_linear(x, fmt.bits, fmt.values, fmt.row_ptr, bias, fmt.shape[1])
-    if isinstance(fmt, CSR):
-        return ops.csr_linear(x, fmt.cols, fmt.values, fmt.row_ptr, bias, fmt.shape[1])
-    if isinstance(fmt, NMPacked):
-        return ops.nm_linear(x, fmt.values, fmt.index, fmt.pad, bias, fmt.n, fmt.m)
-    if isinstance(fmt, BlockSparse):
-        return ops.block_linear(x, fmt.values, fmt.block_cols, fmt.row_ptr, bias, fmt.shape[1])
-    raise TypeError(f"no C++ operator for format {type(fmt).__name__}")
+    op, head, tail = op_args(fmt)
+    return op(x, *head, bias, *tail)
 
 
 def positions(fmt: Format) -> Tensor:
     """The C++ `positions` op for `fmt`: flat `row * in + col` per entry of the values tensor, -1 on padding."""
-    _require()
-    i0, i1, n, m = _index_args(fmt)
+    _, _, tail = op_args(fmt)  # checks the format
+    n, m = tail if fmt.name == "nm" else (0, 0)
+    i0, i1 = (getattr(fmt, f) for f in index_fields(fmt.name))
     return torch.ops.sparsetorch.positions(fmt.name, fmt.values, i0, i1, fmt.shape[1], n, m)
-
-
-def _index_args(fmt: Format) -> tuple[Tensor, Tensor, int, int]:
-    if isinstance(fmt, Bitmask):
-        return fmt.bits, fmt.row_ptr, 0, 0
-    if isinstance(fmt, CSR):
-        return fmt.cols, fmt.row_ptr, 0, 0
-    if isinstance(fmt, NMPacked):
-        return fmt.index, fmt.pad, fmt.n, fmt.m
-    if isinstance(fmt, BlockSparse):
-        return fmt.block_cols, fmt.row_ptr, 0, 0
-    raise TypeError(f"no C++ operator for format {type(fmt).__name__}")
 
 
 # --- fake kernels: output metadata only, for torch.compile / torch.export -------------------------

@@ -9,9 +9,7 @@ namespace sparsetorch_kernels {
 namespace avx2 {
 #include "kernels_impl.inc"
 
-const Table kTable = {"avx2",             portable_bitmask_spmv, portable_csr_spmv, portable_nm_spmv,
-                      portable_block_spmv, portable_bitmask_spmm, portable_csr_spmm, portable_nm_spmm,
-                      portable_block_spmm, portable_pack,         portable_unpack};
+const Table kTable = portable_table("avx2");
 }  // namespace avx2
 
 const Table* table_avx2() { return &avx2::kTable; }

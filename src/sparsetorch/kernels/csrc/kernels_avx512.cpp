@@ -97,9 +97,13 @@ static void nm_spmv(const NM& w, const float* __restrict x, int64_t B, int64_t i
   }
 }
 
-const Table kTable = {"avx512",           bitmask_spmv,          portable_csr_spmv, nm_spmv,
-                      portable_block_spmv, portable_bitmask_spmm, portable_csr_spmm, portable_nm_spmm,
-                      portable_block_spmm, portable_pack,         portable_unpack};
+static Table avx512_table() {
+  Table t = portable_table("avx512");
+  t.bitmask_spmv = bitmask_spmv;  // the intrinsic batch-1 kernels
+  t.nm_spmv = nm_spmv;
+  return t;
+}
+const Table kTable = avx512_table();
 }  // namespace avx512
 
 const Table* table_avx512() { return &avx512::kTable; }

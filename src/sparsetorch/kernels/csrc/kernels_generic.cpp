@@ -5,9 +5,7 @@ namespace sparsetorch_kernels {
 namespace generic {
 #include "kernels_impl.inc"
 
-const Table kTable = {"generic",          portable_bitmask_spmv, portable_csr_spmv, portable_nm_spmv,
-                      portable_block_spmv, portable_bitmask_spmm, portable_csr_spmm, portable_nm_spmm,
-                      portable_block_spmm, portable_pack,         portable_unpack};
+const Table kTable = portable_table("generic");
 }  // namespace generic
 
 const Table* table_generic() { return &generic::kTable; }

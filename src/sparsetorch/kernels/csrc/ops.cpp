@@ -116,11 +116,12 @@ constexpr int64_t kParallelMinWork = 40000;  // stored values x batch rows below
 
 int64_t panel_width(int64_t batch) { return batch >= 48 ? 64 : batch <= 8 ? 8 : 16; }
 
-// y = x @ W.T + bias. `rows` counts the kernels' row units (output features, or tile rows of
-// `row_unit` features for block formats); `work` the stored values (for the serial threshold).
-template <typename Spmv, typename Spmm>
+// y = x @ W.T + bias for format W, with the kernels `spmv` and `spmm` of the table in use (members
+// of K::Table). `rows` counts the kernels' row units (output features, or tile rows of `row_unit`
+// features for block formats); `work` the stored values (for the serial threshold).
+template <typename Fmt, typename Spmv, typename Spmm>
 Tensor run(const Tensor& x, int64_t in, int64_t out, int64_t rows, int64_t row_unit, int64_t work,
-           const float* bias, Spmv spmv, Spmm spmm) {
+           const float* bias, const Fmt& w, Spmv K::Table::*spmv, Spmm K::Table::*spmm) {
   std::vector<int64_t> sizes = x.sizes().vec();
   sizes.back() = out;
   Tensor y = at::empty(sizes, x.options());
@@ -133,10 +134,11 @@ Tensor run(const Tensor& x, int64_t in, int64_t out, int64_t rows, int64_t row_u
     return y;
   }
   const float* xp = x.data_ptr<float>();
+  const K::Table& k = table();
   const bool serial = work * B < kParallelMinWork;
   if (B <= K::kSpmvMaxBatch) {
     at::parallel_for(0, rows, serial ? rows : 1, [&](int64_t r0, int64_t r1) {
-      spmv(xp, B, in, out, bias, yp, r0, r1);
+      (k.*spmv)(w, xp, B, in, out, bias, yp, r0, r1);
     });
     return y;
   }
@@ -146,7 +148,6 @@ Tensor run(const Tensor& x, int64_t in, int64_t out, int64_t rows, int64_t row_u
   Tensor yt = at::empty({tiles, rows * row_unit, T}, x.options());
   float* pp = panel.data_ptr<float>();
   float* ytp = yt.data_ptr<float>();
-  const K::Table& k = table();
   // 1. pack X into tile-major panels: tile t holds batch rows [tT, tT + T), column c at row c
   const int64_t col_chunk = 256;
   const int64_t col_chunks = (in + col_chunk - 1) / col_chunk;
@@ -169,7 +170,7 @@ Tensor run(const Tensor& x, int64_t in, int64_t out, int64_t rows, int64_t row_u
       const int64_t g1 = std::min(u1, (t + 1) * groups);
       const int64_t r0 = (u - t * groups) * 16, r1 = std::min(rows, (g1 - t * groups) * 16);
       float* ytile = ytp + t * rows * row_unit * T;
-      spmm(pp + t * in * T, T, in, ytile, r0, r1, sc);
+      (k.*spmm)(w, pp + t * in * T, T, in, ytile, r0, r1, sc);
       k.unpack(ytile, T, B, out, t * T, bias, yp, r0 * row_unit, r1 * row_unit);
       u = g1;
     }
@@ -197,15 +198,7 @@ Tensor bitmask_linear(const Tensor& x, const Tensor& bits, const Tensor& values,
   const float* bp = check_bias(op, bias, out);
   const K::Bitmask w{reinterpret_cast<const uint16_t*>(bits.data_ptr<int16_t>()), values.data_ptr<float>(),
                      row_ptr.data_ptr<int32_t>(), chunks};
-  const K::Table& k = table();
-  return run(
-      x, in, out, out, 1, nnz, bp,
-      [&](const float* xp, int64_t B, int64_t i, int64_t o, const float* b, float* y, int64_t r0, int64_t r1) {
-        k.bitmask_spmv(w, xp, B, i, o, b, y, r0, r1);
-      },
-      [&](const float* xp, int64_t T, int64_t i, float* yt, int64_t r0, int64_t r1, int32_t* sc) {
-        k.bitmask_spmm(w, xp, T, i, yt, r0, r1, sc);
-      });
+  return run(x, in, out, out, 1, nnz, bp, w, &K::Table::bitmask_spmv, &K::Table::bitmask_spmm);
 }
 
 Tensor csr_linear(const Tensor& x, const Tensor& cols, const Tensor& values, const Tensor& row_ptr,
@@ -228,15 +221,7 @@ Tensor csr_linear(const Tensor& x, const Tensor& cols, const Tensor& values, con
   const float* bp = check_bias(op, bias, out);
   const K::Csr w{cols.data_ptr(), cols.scalar_type() == at::kShort, values.data_ptr<float>(),
                  row_ptr.data_ptr<int32_t>()};
-  const K::Table& k = table();
-  return run(
-      x, in, out, out, 1, nnz, bp,
-      [&](const float* xp, int64_t B, int64_t i, int64_t o, const float* b, float* y, int64_t r0, int64_t r1) {
-        k.csr_spmv(w, xp, B, i, o, b, y, r0, r1);
-      },
-      [&](const float* xp, int64_t T, int64_t i, float* yt, int64_t r0, int64_t r1, int32_t* sc) {
-        k.csr_spmm(w, xp, T, i, yt, r0, r1, sc);
-      });
+  return run(x, in, out, out, 1, nnz, bp, w, &K::Table::csr_spmv, &K::Table::csr_spmm);
 }
 
 Tensor nm_linear(const Tensor& x, const Tensor& values, const Tensor& index, const Tensor& pad,
@@ -258,15 +243,7 @@ Tensor nm_linear(const Tensor& x, const Tensor& values, const Tensor& index, con
   const float* bp = check_bias(op, bias, out);
   const K::NM w{values.data_ptr<float>(), reinterpret_cast<const uint32_t*>(index.data_ptr<int32_t>()), n, m,
                 bits, k, words};
-  const K::Table& kt = table();
-  return run(
-      x, in, out, out, 1, out * k, bp,
-      [&](const float* xp, int64_t B, int64_t i, int64_t o, const float* b, float* y, int64_t r0, int64_t r1) {
-        kt.nm_spmv(w, xp, B, i, o, b, y, r0, r1);
-      },
-      [&](const float* xp, int64_t T, int64_t i, float* yt, int64_t r0, int64_t r1, int32_t* sc) {
-        kt.nm_spmm(w, xp, T, i, yt, r0, r1, sc);
-      });
+  return run(x, in, out, out, 1, out * k, bp, w, &K::Table::nm_spmv, &K::Table::nm_spmm);
 }
 
 Tensor block_linear(const Tensor& x, const Tensor& values, const Tensor& block_cols, const Tensor& row_ptr,
@@ -287,15 +264,7 @@ Tensor block_linear(const Tensor& x, const Tensor& values, const Tensor& block_c
   const float* bp = check_bias(op, bias, out);
   const K::Block w{values.data_ptr<float>(), block_cols.data_ptr<int32_t>(), row_ptr.data_ptr<int32_t>(), bh,
                    bw};
-  const K::Table& k = table();
-  return run(
-      x, in, out, tile_rows, bh, values.numel(), bp,
-      [&](const float* xp, int64_t B, int64_t i, int64_t o, const float* b, float* y, int64_t r0, int64_t r1) {
-        k.block_spmv(w, xp, B, i, o, b, y, r0, r1);
-      },
-      [&](const float* xp, int64_t T, int64_t i, float* yt, int64_t r0, int64_t r1, int32_t* sc) {
-        k.block_spmm(w, xp, T, i, yt, r0, r1, sc);
-      });
+  return run(x, in, out, tile_rows, bh, values.numel(), bp, w, &K::Table::block_spmv, &K::Table::block_spmm);
 }
 
 }  // namespace
